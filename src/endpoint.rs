@@ -1,0 +1,322 @@
+//! [`HttpTokenSource`]: the one engine behind every "POST credentials, get a token" partner.
+//!
+//! Partners differ in how credentials travel (JSON, form, query parameters), where the token
+//! and its lifetime are in the answer, and how errors look. Those are configuration here; the
+//! fetching, size cap, parsing and error mapping are written once.
+//!
+//! A partner the crate does not know, in a few lines:
+//!
+//! ```
+//! use reqwest_partner_auth::{AuthMiddleware, Encoding, HttpTokenSource, Param, ResponseShape};
+//! use url::Url;
+//!
+//! let source = HttpTokenSource::post(Url::parse("https://auth.partner.example/v2/token")?)
+//!     .encoding(Encoding::Json)
+//!     .param("partner_id", Param::Integer(42))
+//!     .param("key", Param::text("my-key"))
+//!     .param("secret", Param::secret("my-secret"))
+//!     .response(ResponseShape::json("token").with_expires_in("ttl"))
+//!     .scope_to(&Url::parse("https://api.partner.example")?);
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(AuthMiddleware::from_source(source))
+//!     .build();
+//! # let _ = client;
+//! # Ok::<(), url::ParseError>(())
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::error::Error;
+use crate::middleware::check_transport;
+use crate::response::{read_capped, ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
+use crate::source::{FetchContext, TokenSource};
+use crate::token::{Expiry, Token};
+
+/// Timeout of a whole token request made by the default token-endpoint client.
+pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `reqwest::Client` token endpoints are called with unless one is given: 10 s timeout,
+/// 5 s connect timeout, and no redirects (a redirect must not carry credentials elsewhere).
+pub fn default_token_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(DEFAULT_TOKEN_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// How credentials travel to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// A JSON object body (`application/json`).
+    Json,
+    /// A form body (`application/x-www-form-urlencoded`).
+    Form,
+    /// Query-string parameters on an empty POST. Servers and proxies log URLs: use only
+    /// where a partner accepts nothing else.
+    Query,
+}
+
+/// One request parameter. Secret values are redacted in `Debug` and scrubbed from errors.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Param {
+    /// A plain string.
+    Text(String),
+    /// A secret string.
+    Secret(SecretString),
+    /// An integer (a JSON number in [`Encoding::Json`]).
+    Integer(i64),
+}
+
+impl Param {
+    /// A plain string parameter.
+    pub fn text(value: impl Into<String>) -> Self {
+        Self::Text(value.into())
+    }
+
+    /// A secret string parameter.
+    pub fn secret(value: impl Into<String>) -> Self {
+        Self::Secret(SecretString::from(value.into()))
+    }
+
+    fn as_text(&self) -> String {
+        match self {
+            Self::Text(s) => s.clone(),
+            Self::Secret(s) => s.expose_secret().to_owned(),
+            Self::Integer(i) => i.to_string(),
+        }
+    }
+
+    fn as_json(&self) -> serde_json::Value {
+        match self {
+            Self::Integer(i) => (*i).into(),
+            other => other.as_text().into(),
+        }
+    }
+}
+
+impl fmt::Debug for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(s) => f.debug_tuple("Text").field(s).finish(),
+            Self::Secret(_) => f.write_str("Secret([redacted])"),
+            Self::Integer(i) => f.debug_tuple("Integer").field(i).finish(),
+        }
+    }
+}
+
+/// A token source for partners that answer one POST with a token.
+///
+/// Configured with [`encoding`](Self::encoding), [`param`](Self::param),
+/// [`response`](Self::response) and [`errors`](Self::errors); the providers of this crate are
+/// such configurations.
+#[derive(Clone)]
+pub struct HttpTokenSource {
+    client: reqwest::Client,
+    url: Url,
+    encoding: Encoding,
+    params: Vec<(String, Param)>,
+    basic_auth: Option<(String, SecretString)>,
+    response: ResponseShape,
+    errors: ErrorShape,
+    scope: Vec<Url>,
+    default_lifetime: Option<Duration>,
+    max_body: usize,
+    allow_insecure_http: bool,
+}
+
+impl fmt::Debug for HttpTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTokenSource")
+            .field("url", &self.url.as_str())
+            .field("encoding", &self.encoding)
+            .field("params", &self.params)
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(id, _)| (id, "[redacted]")),
+            )
+            .field("response", &self.response)
+            .field("scope", &self.scope.iter().map(Url::as_str).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTokenSource {
+    /// A source that POSTs to `url`: JSON encoding, OAuth 2.0 response and error shapes,
+    /// scoped to no origin until [`scope_to`](Self::scope_to).
+    pub fn post(url: Url) -> Self {
+        Self {
+            client: default_token_client(),
+            url,
+            encoding: Encoding::Json,
+            params: Vec::new(),
+            basic_auth: None,
+            response: ResponseShape::oauth2(),
+            errors: ErrorShape::default(),
+            scope: Vec::new(),
+            default_lifetime: None,
+            max_body: DEFAULT_MAX_BODY,
+            allow_insecure_http: false,
+        }
+    }
+
+    /// How the parameters travel.
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Adds a request parameter.
+    pub fn param(mut self, name: impl Into<String>, value: Param) -> Self {
+        self.params.push((name.into(), value));
+        self
+    }
+
+    /// Sends `Authorization: Basic` with these client credentials (RFC 6749 §2.3.1).
+    pub fn basic_auth(mut self, client_id: impl Into<String>, secret: SecretString) -> Self {
+        self.basic_auth = Some((client_id.into(), secret));
+        self
+    }
+
+    /// Where the token is in a success response.
+    pub fn response(mut self, shape: ResponseShape) -> Self {
+        self.response = shape;
+        self
+    }
+
+    /// How error responses look.
+    pub fn errors(mut self, shape: ErrorShape) -> Self {
+        self.errors = shape;
+        self
+    }
+
+    /// Adds an origin the middleware attaches the token to by default.
+    pub fn scope_to(mut self, url: &Url) -> Self {
+        self.scope.push(url.clone());
+        self
+    }
+
+    /// The lifetime assumed when neither `expires_in` nor a JWT `exp` says one (a partner that
+    /// documents "valid for 15 minutes"). Default: unknown, the token lives until a 401.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.default_lifetime = Some(lifetime);
+        self
+    }
+
+    /// The `reqwest::Client` the token endpoint is called with (TLS roots, proxies, timeouts).
+    /// Use one without the caller's middleware: auth must not recurse. Default
+    /// [`default_token_client`].
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Cap on the response body size. Default [`DEFAULT_MAX_BODY`].
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Allows a token endpoint on plain `http://` to a host that is not loopback.
+    ///
+    /// **Security warning:** the credentials travel readable by anyone on the path.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// The token endpoint URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn secrets(&self) -> Vec<&SecretString> {
+        self.params
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Param::Secret(s) => Some(s),
+                _ => None,
+            })
+            .chain(self.basic_auth.as_ref().map(|(_, s)| s))
+            .collect()
+    }
+
+    /// Sends the token request with `extra` parameters after the configured ones, and parses
+    /// the answer. Used by the OAuth 2.0 sources, whose grant parameters change per call.
+    pub(crate) async fn request_token(
+        &self,
+        extra: &[(&str, Param)],
+        errors: &ErrorShape,
+        cx: &FetchContext,
+    ) -> Result<Token, Error> {
+        check_transport(&self.url, self.allow_insecure_http)?;
+        let params = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .chain(extra.iter().map(|(k, v)| (*k, v)));
+        let mut req = self.client.post(self.url.clone());
+        req = match self.encoding {
+            Encoding::Json => {
+                let body: serde_json::Map<String, serde_json::Value> =
+                    params.map(|(k, v)| (k.to_owned(), v.as_json())).collect();
+                req.json(&body)
+            }
+            Encoding::Form => {
+                let body: Vec<(&str, String)> = params.map(|(k, v)| (k, v.as_text())).collect();
+                req.form(&body)
+            }
+            Encoding::Query => {
+                let query: Vec<(&str, String)> = params.map(|(k, v)| (k, v.as_text())).collect();
+                req.query(&query)
+            }
+        };
+        if let Some((id, secret)) = &self.basic_auth {
+            req = req.basic_auth(form_encode(id), Some(form_encode(secret.expose_secret())));
+        }
+        req = req.header(http::header::ACCEPT, accept(&self.response));
+        tracing::debug!(url = %self.url.origin().ascii_serialization(), "requesting a token");
+        let res = req.send().await.map_err(Error::from_reqwest)?;
+        let raw = read_capped(res, self.max_body, cx.clock().system_now()).await?;
+        let mut secrets = self.secrets();
+        secrets.extend(extra.iter().filter_map(|(_, p)| match p {
+            Param::Secret(s) => Some(s),
+            _ => None,
+        }));
+        let token = raw.into_token(&self.response, errors, &secrets)?;
+        Ok(match (token.expiry(), self.default_lifetime) {
+            (Expiry::Unknown, Some(lifetime)) => token.expires_in(lifetime),
+            _ => token,
+        })
+    }
+}
+
+fn accept(shape: &ResponseShape) -> &'static str {
+    match shape {
+        ResponseShape::Json { .. } => "application/json",
+        ResponseShape::PlainText => "text/plain",
+    }
+}
+
+/// RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[async_trait::async_trait]
+impl TokenSource for HttpTokenSource {
+    async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
+        self.request_token(&[], &self.errors, cx).await
+    }
+
+    fn default_scope(&self) -> Vec<Url> {
+        self.scope.clone()
+    }
+}

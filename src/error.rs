@@ -1,0 +1,302 @@
+//! The one error type of the crate.
+//!
+//! Inside a [`reqwest_middleware::ClientWithMiddleware`] the layer returns it wrapped in
+//! [`reqwest_middleware::Error::Middleware`]; [`Error::from_middleware`] gets it back:
+//!
+//! ```
+//! use reqwest_partner_auth::Error;
+//!
+//! fn explain(err: &reqwest_middleware::Error) -> String {
+//!     match Error::from_middleware(err) {
+//!         Some(Error::InvalidCredentials { message, .. }) => format!("fix the credentials: {message}"),
+//!         Some(Error::ReauthorizationRequired { .. }) => "log in again".to_owned(),
+//!         Some(other) => format!("auth failed: {other}"),
+//!         None => format!("request failed: {err}"),
+//!     }
+//! }
+//! # let _ = explain;
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Everything that can go wrong while obtaining or attaching a token.
+///
+/// `Display` never contains a secret (credentials, tokens, refresh tokens): messages taken
+/// from a partner's response are cut short and scrubbed of the credentials that were sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token endpoint rejected the credentials (or the request made of them).
+    ///
+    /// Not retried: the same credentials would be rejected again.
+    #[error("invalid credentials: {message}")]
+    InvalidCredentials {
+        /// The partner's own message (for example `Invalid API credentials`).
+        message: String,
+        /// The machine-readable error code, where the partner sends one (`invalid_client`).
+        code: Option<String>,
+    },
+
+    /// The token endpoint failed in a way that is not about the credentials (a 5xx, a 429,
+    /// an unexpected status).
+    #[error("token endpoint answered {status}: {excerpt}")]
+    TokenEndpoint {
+        /// The HTTP status the endpoint answered with.
+        status: StatusCode,
+        /// The start of the response body, scrubbed of secrets.
+        excerpt: String,
+        /// How long the endpoint asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<Duration>,
+    },
+
+    /// The token endpoint answered success, but the body is not a usable token response.
+    #[error("malformed token response: {0}")]
+    MalformedResponse(Malformed),
+
+    /// The token endpoint could not be reached, or did not answer in time.
+    #[error("token endpoint unreachable: {message}")]
+    Transport {
+        /// What failed, without the URL (URLs may carry credentials in their query).
+        message: String,
+        /// The underlying error, with its URL removed.
+        #[source]
+        source: Arc<reqwest::Error>,
+    },
+
+    /// The refresh token is dead (expired, reused, revoked, or past the partner's session
+    /// limit): a person has to log in again. Not retried.
+    #[error("re-authorisation required: {message}")]
+    ReauthorizationRequired {
+        /// The partner's own explanation.
+        message: String,
+    },
+
+    /// An OAuth 2.0 error response (RFC 6749 §5.2 / §4.1.2.1) that is not about the client's
+    /// credentials, such as `invalid_scope` or `unsupported_grant_type`.
+    #[error("oauth2 error {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    OAuth {
+        /// The `error` code.
+        code: crate::OAuthErrorCode,
+        /// The `error_description`, if any.
+        description: Option<String>,
+    },
+
+    /// The authorisation callback does not belong to the login this process started
+    /// (its `state` does not match): a possible CSRF attempt.
+    #[error("authorisation callback rejected: {0}")]
+    Callback(String),
+
+    /// A request would have sent credentials over plain `http://` to a host that is not
+    /// loopback. Nothing was sent. Opt in with `allow_insecure_http()` if this is intended.
+    #[error("refusing to send credentials over plain http to {origin}")]
+    InsecureTransport {
+        /// The origin the request was for.
+        origin: String,
+    },
+
+    /// The request names a Pentaleap publisher for which no API key was configured.
+    #[error("no api key configured for publisher {publisher}")]
+    UnknownPublisher {
+        /// The publisher id taken from the request path.
+        publisher: String,
+    },
+
+    /// A [`TokenStore`](crate::TokenStore) could not load, save or lock.
+    #[error("token store: {0}")]
+    Store(String),
+
+    /// The configuration given to a constructor is not usable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The task fetching the token panicked (a bug in a custom [`TokenSource`](crate::TokenSource)).
+    #[error("token source panicked")]
+    SourcePanicked,
+}
+
+/// What was wrong with a token endpoint's success response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// The body was empty.
+    #[error("empty body")]
+    EmptyBody,
+    /// The body was larger than the size cap.
+    #[error("body larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The body looks like an HTML page, not the expected format.
+    #[error("html page instead of a token response")]
+    Html,
+    /// The body is not valid JSON (or not a JSON object).
+    #[error("invalid json: {0}")]
+    InvalidJson(String),
+    /// The body is not valid UTF-8 text.
+    #[error("body is not utf-8 text")]
+    NotUtf8,
+    /// A required field is missing.
+    #[error("missing field `{0}`")]
+    MissingField(String),
+    /// A field has the wrong type or an unusable value.
+    #[error("field `{field}` {problem}")]
+    InvalidField {
+        /// The field name.
+        field: String,
+        /// What is wrong with it (never its value).
+        problem: String,
+    },
+    /// The token contains bytes that cannot travel in an HTTP header (CR, LF, controls).
+    #[error("token contains characters that are illegal in an http header")]
+    IllegalHeaderValue,
+    /// The token is empty (or only whitespace).
+    #[error("empty token")]
+    EmptyToken,
+    /// The body is in another format than the one the contract names.
+    #[error("expected {expected}, got {found}")]
+    UnexpectedContentType {
+        /// The format the contract names.
+        expected: String,
+        /// What came instead.
+        found: String,
+    },
+}
+
+impl Error {
+    /// Finds this crate's error inside an error returned by a `ClientWithMiddleware`.
+    ///
+    /// Returns `None` when the failure did not come from this crate (a plain transport error
+    /// of the API call itself, for example).
+    pub fn from_middleware(err: &reqwest_middleware::Error) -> Option<&Error> {
+        match err {
+            reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
+            reqwest_middleware::Error::Reqwest(_) => None,
+        }
+    }
+
+    /// `true` when trying again later may succeed: transport errors, 5xx, 429 and 408.
+    ///
+    /// Credential rejections, dead refresh tokens and malformed responses are not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::TokenEndpoint { status, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::REQUEST_TIMEOUT
+            }
+            _ => false,
+        }
+    }
+
+    /// How long the endpoint asked to wait before the next attempt, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::TokenEndpoint { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Builds an [`Error::Transport`] from a reqwest error, dropping its URL (URLs may carry
+    /// credentials in their query string).
+    pub fn from_reqwest(err: reqwest::Error) -> Self {
+        let err = err.without_url();
+        let message = if err.is_timeout() {
+            "timed out".to_owned()
+        } else if err.is_connect() {
+            "connection failed".to_owned()
+        } else if err.is_body() || err.is_decode() {
+            "reading the response body failed".to_owned()
+        } else {
+            "request failed".to_owned()
+        };
+        Error::Transport {
+            message,
+            source: Arc::new(err),
+        }
+    }
+
+    pub(crate) fn malformed(m: Malformed) -> Self {
+        Error::MalformedResponse(m)
+    }
+}
+
+impl From<Error> for reqwest_middleware::Error {
+    fn from(err: Error) -> Self {
+        reqwest_middleware::Error::middleware(err)
+    }
+}
+
+/// The `error` codes of RFC 6749 (§4.1.2.1 and §5.2), plus whatever else a server sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// `invalid_request`
+    InvalidRequest,
+    /// `invalid_client`
+    InvalidClient,
+    /// `invalid_grant`
+    InvalidGrant,
+    /// `unauthorized_client`
+    UnauthorizedClient,
+    /// `unsupported_grant_type`
+    UnsupportedGrantType,
+    /// `invalid_scope`
+    InvalidScope,
+    /// `access_denied` (authorisation callback)
+    AccessDenied,
+    /// `unsupported_response_type` (authorisation callback)
+    UnsupportedResponseType,
+    /// `server_error`
+    ServerError,
+    /// `temporarily_unavailable`
+    TemporarilyUnavailable,
+    /// Any other code, as sent.
+    Other(String),
+}
+
+impl OAuthErrorCode {
+    /// Parses an `error` value.
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "invalid_request" => Self::InvalidRequest,
+            "invalid_client" => Self::InvalidClient,
+            "invalid_grant" => Self::InvalidGrant,
+            "unauthorized_client" => Self::UnauthorizedClient,
+            "unsupported_grant_type" => Self::UnsupportedGrantType,
+            "invalid_scope" => Self::InvalidScope,
+            "access_denied" => Self::AccessDenied,
+            "unsupported_response_type" => Self::UnsupportedResponseType,
+            "server_error" => Self::ServerError,
+            "temporarily_unavailable" => Self::TemporarilyUnavailable,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The code as it travels on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,235 @@
+//! [`AuthMiddleware`]: where the header goes, and the one replay after a rejection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::AUTHORIZATION;
+use http::Extensions;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use url::Url;
+
+use crate::cache::{Lease, RetryPolicy, TokenCache};
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::scope::Scope;
+use crate::source::TokenSource;
+
+/// Put this in a request's extensions to stop the middleware from replaying it after a 401,
+/// for calls whose repetition must be avoided (a payment, a non-idempotent POST).
+///
+/// ```
+/// # async fn run(client: reqwest_middleware::ClientWithMiddleware) -> Result<(), reqwest_middleware::Error> {
+/// use reqwest_partner_auth::NoReplay;
+/// let res = client
+///     .post("https://api.partner.example/payouts")
+///     .with_extension(NoReplay)
+///     .send()
+///     .await?;
+/// # let _ = res; Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReplay;
+
+/// Decides whether a response means "the token was rejected": then the middleware refreshes
+/// the token and replays the request once.
+///
+/// The default, [`RejectOnUnauthorized`], says yes to `401 Unauthorized`. A custom policy can
+/// fall back to it through [`is_unauthorized`].
+pub trait RejectionPolicy: Send + Sync + 'static {
+    /// `true` if `response` says the token used for the request is no longer accepted.
+    fn is_token_rejected(&self, response: &Response) -> bool;
+}
+
+/// The default [`RejectionPolicy`]: a `401 Unauthorized` response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RejectOnUnauthorized;
+
+impl RejectionPolicy for RejectOnUnauthorized {
+    fn is_token_rejected(&self, response: &Response) -> bool {
+        is_unauthorized(response)
+    }
+}
+
+/// `true` for a `401 Unauthorized` response: the default rejection test.
+pub fn is_unauthorized(response: &Response) -> bool {
+    response.status() == http::StatusCode::UNAUTHORIZED
+}
+
+impl<F> RejectionPolicy for F
+where
+    F: Fn(&Response) -> bool + Send + Sync + 'static,
+{
+    fn is_token_rejected(&self, response: &Response) -> bool {
+        self(response)
+    }
+}
+
+/// A `reqwest_middleware` layer that attaches `Authorization: Bearer <token>` from a
+/// [`TokenSource`], keeps the token fresh, and replays a request once when the API rejects
+/// the token.
+///
+/// * Only requests to the origins in its scope get the header (by default the source's API
+///   origin; add more with [`scope_to`](Self::scope_to)). Others pass through untouched and
+///   cost no token fetch.
+/// * A request that already has an `Authorization` header is left alone.
+/// * Credentials only travel over TLS, or plain HTTP to a loopback host, unless
+///   [`allow_insecure_http`](Self::allow_insecure_http) was called: otherwise the request
+///   fails with [`Error::InsecureTransport`] before anything is sent.
+/// * On a rejection (default: a 401) the token is refreshed and the request sent again, once.
+///   A request whose body cannot be cloned (a stream), or that carries [`NoReplay`], is not
+///   replayed: its 401 response is returned as is. The second response is always returned,
+///   whatever its status.
+///
+/// Errors reach the caller as [`reqwest_middleware::Error::Middleware`] holding an [`Error`];
+/// see [`Error::from_middleware`].
+pub struct AuthMiddleware<S> {
+    cache: TokenCache<S>,
+    scope: Scope,
+    allow_insecure_http: bool,
+    replay: bool,
+    rejection: Arc<dyn RejectionPolicy>,
+}
+
+impl<S> std::fmt::Debug for AuthMiddleware<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthMiddleware")
+            .field("scope", &self.scope)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("replay", &self.replay)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: TokenSource> AuthMiddleware<S> {
+    /// A middleware for `source`, scoped to the source's
+    /// [`default_scope`](TokenSource::default_scope).
+    pub fn from_source(source: S) -> Self {
+        let scope = Scope::from_urls(&source.default_scope());
+        Self {
+            cache: TokenCache::new(source),
+            scope,
+            allow_insecure_http: false,
+            replay: true,
+            rejection: Arc::new(RejectOnUnauthorized),
+        }
+    }
+
+    /// Also attaches the token to requests for the origin of `url` (scheme, host and port).
+    pub fn scope_to(mut self, url: &Url) -> Self {
+        self.scope.add(url);
+        self
+    }
+
+    /// How long before expiry requests stop using a token and wait for a new one.
+    /// Default [`DEFAULT_REFRESH_SKEW`](crate::DEFAULT_REFRESH_SKEW).
+    pub fn refresh_skew(mut self, skew: Duration) -> Self {
+        self.cache.config_mut().skew = skew;
+        self
+    }
+
+    /// The share of the lifetime (0.0 to 1.0, counted back from expiry) in which a background
+    /// refresh runs while requests keep using the current token. Default
+    /// [`DEFAULT_REFRESH_AHEAD`](crate::DEFAULT_REFRESH_AHEAD); 0 turns refresh-ahead off.
+    pub fn refresh_ahead(mut self, share: f64) -> Self {
+        self.cache.config_mut().refresh_ahead = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// How transient token-endpoint failures are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.cache.config_mut().retry = policy;
+        self
+    }
+
+    /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.cache.config_mut().clock = clock;
+        self
+    }
+
+    /// Which responses mean "token rejected". Default [`RejectOnUnauthorized`].
+    pub fn rejection_policy(mut self, policy: impl RejectionPolicy) -> Self {
+        self.rejection = Arc::new(policy);
+        self
+    }
+
+    /// Never replay requests; a rejection only drops the token so the next request gets a
+    /// new one. Saves the request copy made before sending.
+    pub fn without_replay(mut self) -> Self {
+        self.replay = false;
+        self
+    }
+
+    /// Allows sending credentials over plain `http://` to hosts that are not loopback.
+    ///
+    /// **Security warning:** anyone on the path can read and reuse the token.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    /// The token cache, for fetching a token outside a request.
+    pub fn token_cache(&self) -> &TokenCache<S> {
+        &self.cache
+    }
+}
+
+/// Puts the lease's header on the request, replacing any earlier one (never appending).
+fn authorize(req: &mut Request, lease: &Lease) {
+    req.headers_mut()
+        .insert(AUTHORIZATION, lease.header_value().clone());
+}
+
+/// Refuses plain `http://` to non-loopback hosts unless allowed.
+pub(crate) fn check_transport(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {
+    if allow_insecure_http || url.scheme() != "http" || crate::scope::is_loopback(url) {
+        return Ok(());
+    }
+    Err(Error::InsecureTransport {
+        origin: url.origin().ascii_serialization(),
+    })
+}
+
+#[async_trait::async_trait]
+impl<S: TokenSource> Middleware for AuthMiddleware<S> {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if req.headers().contains_key(AUTHORIZATION) || !self.scope.contains(req.url()) {
+            return next.run(req, extensions).await;
+        }
+        check_transport(req.url(), self.allow_insecure_http)?;
+
+        let lease = self.cache.token().await?;
+        authorize(&mut req, &lease);
+        let replay = if self.replay && extensions.get::<NoReplay>().is_none() {
+            req.try_clone()
+        } else {
+            None
+        };
+
+        let response = next.clone().run(req, extensions).await?;
+        if !self.rejection.is_token_rejected(&response) {
+            return Ok(response);
+        }
+        let Some(mut replay) = replay else {
+            // No copy to replay: the caller gets the rejection, the next request a new token.
+            self.cache.invalidate(lease.generation());
+            return Ok(response);
+        };
+        tracing::debug!(status = %response.status(), "api rejected the token; refreshing and replaying once");
+        drop(response);
+        let lease = self.cache.reject(lease.generation()).await?;
+        authorize(&mut replay, &lease);
+        next.run(replay, extensions).await
+    }
+}
