@@ -31,6 +31,7 @@ mod clock;
 mod endpoint;
 mod error;
 mod middleware;
+mod providers;
 mod response;
 mod scope;
 mod source;
@@ -44,6 +45,13 @@ pub use error::{Error, Malformed, OAuthErrorCode};
 pub use middleware::{
     is_unauthorized, AuthMiddleware, NoReplay, RejectOnUnauthorized, RejectionPolicy,
 };
+pub use providers::adgem::{AdGem, AdGemAuth, AdGemCredentials, ADGEM_BASE_URL};
+pub use providers::channel_manager::{
+    ChannelManager, ChannelManagerAuth, ChannelManagerCredentials, CHANNEL_MANAGER_NOT_FOUND,
+};
+pub use providers::pentaleap::{ApiKeyAuth, PentaleapApiKeys};
+pub use providers::setu::{Setu, SetuAuth, SetuCredentials, SETU_TOKEN_LIFETIME};
+pub use providers::targeter::{Targeter, TargeterAuth, TargeterCredentials, TARGETER_BASE_URL};
 pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 pub use source::{FetchContext, FetchReason, TokenSource};
 pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME};
@@ -63,4 +71,9 @@ fn _assert_impls() {
     clone::<Error>();
     clone::<Token>();
     clone::<HttpTokenSource>();
+    send_sync::<TargeterAuth>();
+    send_sync::<AdGemAuth>();
+    send_sync::<SetuAuth>();
+    send_sync::<ChannelManagerAuth>();
+    send_sync::<ApiKeyAuth>();
 }

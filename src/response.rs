@@ -133,6 +133,13 @@ impl ErrorShape {
         self
     }
 
+    /// The JSON fields holding a human-readable message, first present wins. Default
+    /// `error_description`, `error`, `message`.
+    pub fn message_fields(mut self, fields: &[&str]) -> Self {
+        self.message_fields = fields.iter().map(|c| (*c).to_owned()).collect();
+        self
+    }
+
     /// Error codes that mean the credentials are wrong, whatever the status.
     pub fn credential_codes(mut self, codes: &[&str]) -> Self {
         self.credential_codes = codes.iter().map(|c| (*c).to_owned()).collect();

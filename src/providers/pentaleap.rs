@@ -1,0 +1,234 @@
+//! Pentaleap product feeds: `Authorization: apikey <key>`, one key per publisher.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderValue};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use url::Url;
+
+use crate::error::Error;
+use crate::middleware::check_transport;
+use crate::scope::Scope;
+use crate::token::header_value;
+
+/// Pentaleap API keys: one per publisher, plus an optional default for paths that name no
+/// publisher (such as `/external/v2/markets`).
+///
+/// `Debug` shows the publisher ids, never a key.
+#[derive(Clone, Default)]
+pub struct PentaleapApiKeys {
+    default: Option<HeaderValue>,
+    by_publisher: HashMap<String, HeaderValue>,
+}
+
+impl PentaleapApiKeys {
+    /// No keys yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One key for everything (an organisation with one publisher).
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the key cannot travel in a header (CR, LF, controls).
+    pub fn single(key: &str) -> Result<Self, Error> {
+        Self::new().default_key(key)
+    }
+
+    /// The key used for paths without a `/publishers/<id>/` segment.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the key cannot travel in a header.
+    pub fn default_key(mut self, key: &str) -> Result<Self, Error> {
+        self.default = Some(apikey_header(key)?);
+        Ok(self)
+    }
+
+    /// The key of one publisher.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the key cannot travel in a header.
+    pub fn publisher(mut self, publisher_id: impl Into<String>, key: &str) -> Result<Self, Error> {
+        self.by_publisher
+            .insert(publisher_id.into(), apikey_header(key)?);
+        Ok(self)
+    }
+
+    /// Keys from a map (or any pairs) of publisher id to key.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use reqwest_partner_auth::PentaleapApiKeys;
+    /// let map = HashMap::from([("1001", "key-a"), ("1002", "key-b")]);
+    /// let keys = PentaleapApiKeys::from_publishers(map)?;
+    /// # Ok::<(), reqwest_partner_auth::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] on the first key that cannot travel in a header.
+    pub fn from_publishers<I, K, V>(keys: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: AsRef<str>,
+    {
+        keys.into_iter()
+            .try_fold(Self::new(), |acc, (id, key)| acc.publisher(id, key.as_ref()))
+    }
+
+    /// Reads `PENTALEAP_API_KEY` as the default key.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if it is not set or not a legal header value.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::single(&super::env_var("PENTALEAP_API_KEY")?)
+    }
+
+    /// The header for a request path: the publisher's key when the path names one, else the
+    /// default key.
+    fn for_path(&self, path: &str) -> Result<&HeaderValue, Error> {
+        match publisher_in_path(path) {
+            Some(id) => self
+                .by_publisher
+                .get(id)
+                .ok_or_else(|| Error::UnknownPublisher {
+                    publisher: id.to_owned(),
+                }),
+            None => self.default.as_ref().ok_or_else(|| {
+                Error::Config("no default api key for paths that name no publisher".into())
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for PentaleapApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut publishers: Vec<&String> = self.by_publisher.keys().collect();
+        publishers.sort();
+        f.debug_struct("PentaleapApiKeys")
+            .field("default", &self.default.as_ref().map(|_| "[redacted]"))
+            .field("publishers", &publishers)
+            .finish()
+    }
+}
+
+fn apikey_header(key: &str) -> Result<HeaderValue, Error> {
+    if key.trim().is_empty() {
+        return Err(Error::Config("empty api key".into()));
+    }
+    header_value("apikey", key.trim())
+        .map_err(|_| Error::Config("api key contains characters illegal in a header".into()))
+}
+
+/// The publisher id of a path such as `/external/v2/publishers/<id>/markets/...`.
+pub(crate) fn publisher_in_path(path: &str) -> Option<&str> {
+    let mut segments = path.split('/');
+    segments.find(|s| *s == "publishers")?;
+    segments.next().filter(|id| !id.is_empty())
+}
+
+/// The Pentaleap feed layer: `Authorization: apikey <key>` on requests to the PCM domain, the
+/// key chosen by the `/publishers/<id>/` segment of the path.
+///
+/// A path naming a publisher without a key fails with [`Error::UnknownPublisher`] before
+/// anything is sent. Static keys are not refreshed: a 401 is returned as is.
+///
+/// ```
+/// use reqwest_partner_auth::{ApiKeyAuth, PentaleapApiKeys};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let keys = PentaleapApiKeys::new()
+///     .publisher("1001", "key-for-1001")?
+///     .publisher("1002", "key-for-1002")?
+///     .default_key("key-for-1001")?;
+/// let pcm = url::Url::parse("https://pcm.example")?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(ApiKeyAuth::new(&pcm, keys))
+///     .build();
+/// # let _ = client; Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApiKeyAuth {
+    keys: PentaleapApiKeys,
+    scope: Scope,
+    allow_insecure_http: bool,
+}
+
+impl ApiKeyAuth {
+    /// Keys for requests to the origin of `pcm_base` (the PCM domain).
+    pub fn new(pcm_base: &Url, keys: PentaleapApiKeys) -> Self {
+        Self {
+            keys,
+            scope: Scope::from_urls(std::slice::from_ref(pcm_base)),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// Also sends keys to the origin of `url`.
+    pub fn scope_to(mut self, url: &Url) -> Self {
+        self.scope.add(url);
+        self
+    }
+
+    /// Allows keys over plain `http://` to non-loopback hosts.
+    ///
+    /// **Security warning:** anyone on the path can read the key.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for ApiKeyAuth {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if req.headers().contains_key(AUTHORIZATION) || !self.scope.contains(req.url()) {
+            return next.run(req, extensions).await;
+        }
+        check_transport(req.url(), self.allow_insecure_http)?;
+        let header = self.keys.for_path(req.url().path())?.clone();
+        req.headers_mut().insert(AUTHORIZATION, header);
+        next.run(req, extensions).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publisher_segment() {
+        assert_eq!(
+            publisher_in_path("/external/v2/publishers/42/markets/7/products/search"),
+            Some("42")
+        );
+        assert_eq!(publisher_in_path("/external/v2/publishers/42"), Some("42"));
+        assert_eq!(publisher_in_path("/external/v2/publishers"), None);
+        assert_eq!(publisher_in_path("/external/v2/publishers/"), None);
+        assert_eq!(publisher_in_path("/external/v2/markets"), None);
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let keys = PentaleapApiKeys::new()
+            .publisher("1", "SENTINEL-KEY")
+            .unwrap()
+            .default_key("SENTINEL-DEFAULT")
+            .unwrap();
+        let shown = format!("{keys:?} {:?}", ApiKeyAuth::new(&Url::parse("https://p.example").unwrap(), keys.clone()));
+        assert!(!shown.contains("SENTINEL"), "{shown}");
+    }
+
+    #[test]
+    fn illegal_keys_are_config_errors() {
+        assert!(matches!(PentaleapApiKeys::single("a\r\nb"), Err(Error::Config(_))));
+        assert!(matches!(PentaleapApiKeys::single(" "), Err(Error::Config(_))));
+    }
+}
