@@ -35,6 +35,7 @@ mod providers;
 mod response;
 mod scope;
 mod source;
+mod store;
 mod token;
 
 pub use async_trait::async_trait;
@@ -49,11 +50,18 @@ pub use providers::adgem::{AdGem, AdGemAuth, AdGemCredentials, ADGEM_BASE_URL};
 pub use providers::channel_manager::{
     ChannelManager, ChannelManagerAuth, ChannelManagerCredentials, CHANNEL_MANAGER_NOT_FOUND,
 };
+pub use providers::oauth2::client_credentials::{
+    ClientAuth, ClientCredentials, ClientCredentialsAuth,
+};
+pub use providers::oauth2::login::{pkce_challenge, PendingLogin};
+pub use providers::oauth2::refresh::{RefreshToken, RefreshTokenAuth, DEFAULT_SESSION_LIMIT};
+pub use providers::oauth2::OAuthClient;
 pub use providers::pentaleap::{ApiKeyAuth, PentaleapApiKeys};
 pub use providers::setu::{Setu, SetuAuth, SetuCredentials, SETU_TOKEN_LIFETIME};
 pub use providers::targeter::{Targeter, TargeterAuth, TargeterCredentials, TARGETER_BASE_URL};
 pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 pub use source::{FetchContext, FetchReason, TokenSource};
+pub use store::{FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore};
 pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME};
 
 #[doc = include_str!("../README.md")]

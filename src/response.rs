@@ -170,6 +170,9 @@ impl ErrorShape {
                 .and_then(Value::as_str)
         };
         let code = self.code_field.as_deref().and_then(field);
+        // The code as kept in an error: a partner may put a message (echoing a secret) in the
+        // code field, so it is cut short and scrubbed like any other text.
+        let kept_code = || code.map(|c| excerpt(c, secrets));
         let message = self
             .message_fields
             .iter()
@@ -186,14 +189,14 @@ impl ErrorShape {
         {
             return Error::InvalidCredentials {
                 message,
-                code: code.map(str::to_owned),
+                code: kept_code(),
             };
         }
         if self.oauth2 && status.is_client_error() {
-            if let Some(code) = code {
+            if let Some(code) = kept_code() {
                 let description = field("error_description").map(|d| excerpt(d, secrets));
                 return Error::OAuth {
-                    code: OAuthErrorCode::parse(code),
+                    code: OAuthErrorCode::parse(&code),
                     description,
                 };
             }
@@ -202,7 +205,7 @@ impl ErrorShape {
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Error::InvalidCredentials {
                     message,
-                    code: code.map(str::to_owned),
+                    code: kept_code(),
                 }
             }
             _ => Error::TokenEndpoint {
@@ -478,6 +481,17 @@ mod tests {
         let long = format!("{long}ret and more");
         let out = excerpt(&long, &[&s]);
         assert!(!out.contains("hunter2"), "{out}");
+    }
+
+    #[test]
+    fn error_codes_are_scrubbed_like_messages() {
+        let s = secret("hunter2-secret");
+        let body = br#"{"error":"bad hunter2-secret"}"#;
+        let err = ErrorShape::default().classify(StatusCode::UNAUTHORIZED, None, body, &[&s]);
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+        let err = ErrorShape::oauth2().classify(StatusCode::BAD_REQUEST, None, body, &[&s]);
+        assert!(matches!(err, Error::OAuth { .. }), "{err:?}");
+        assert!(!format!("{err:?} {err}").contains("hunter2"), "{err:?}");
     }
 
     #[test]

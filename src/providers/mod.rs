@@ -6,6 +6,7 @@
 
 pub(crate) mod adgem;
 pub(crate) mod channel_manager;
+pub(crate) mod oauth2;
 pub(crate) mod pentaleap;
 pub(crate) mod setu;
 pub(crate) mod targeter;

@@ -1,0 +1,179 @@
+//! The client credentials grant (RFC 6749 §4.4).
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::endpoint::default_token_client;
+use crate::error::Error;
+use crate::source::{FetchContext, TokenSource};
+use crate::token::Token;
+use crate::{AuthMiddleware, Encoding, ErrorShape, HttpTokenSource, Param};
+
+/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `Authorization: Basic base64(urlencode(id):urlencode(secret))` — the method every
+    /// server must support. The default.
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    RequestBody,
+}
+
+/// A token source for the client credentials grant: `grant_type=client_credentials`, the
+/// client authenticated by HTTP Basic or in the body, optional `scope` and extra parameters
+/// (such as Auth0's `audience`). Errors follow RFC 6749 §5.2: `invalid_client` is
+/// [`Error::InvalidCredentials`]; `invalid_scope`, `unauthorized_client`, ... are
+/// [`Error::OAuth`] with a typed [`OAuthErrorCode`](crate::OAuthErrorCode).
+///
+/// ```
+/// use reqwest_partner_auth::{ClientAuth, ClientCredentials, ClientCredentialsAuth};
+/// use url::Url;
+/// # fn main() -> Result<(), url::ParseError> {
+/// let source = ClientCredentials::new(
+///         Url::parse("https://auth.partner.example/oauth/token")?,
+///         "my-client",
+///         "my-secret",
+///     )
+///     .client_auth(ClientAuth::RequestBody)
+///     .scopes(["read:offers"])
+///     .param("audience", "https://api.partner.example")
+///     .scope_to(&Url::parse("https://api.partner.example")?);
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(ClientCredentialsAuth::from_source(source))
+///     .build();
+/// # let _ = client; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientCredentials {
+    token_url: Url,
+    client_id: String,
+    client_secret: SecretString,
+    client_auth: ClientAuth,
+    scopes: Vec<String>,
+    params: Vec<(String, String)>,
+    api_scope: Vec<Url>,
+    http: reqwest::Client,
+    allow_insecure_http: bool,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("token_url", &self.token_url.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("client_auth", &self.client_auth)
+            .field("scopes", &self.scopes)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// A client authenticating with HTTP Basic (change with [`client_auth`](Self::client_auth)).
+    pub fn new(
+        token_url: Url,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
+        Self {
+            token_url,
+            client_id: client_id.into(),
+            client_secret: SecretString::from(client_secret.into()),
+            client_auth: ClientAuth::default(),
+            scopes: Vec::new(),
+            params: Vec::new(),
+            api_scope: Vec::new(),
+            http: default_token_client(),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// How the client authenticates.
+    pub fn client_auth(mut self, how: ClientAuth) -> Self {
+        self.client_auth = how;
+        self
+    }
+
+    /// The scopes to request (sent space-separated as `scope`).
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// An extra form parameter (`audience`, `resource`, ...).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds an API origin the token is attached to.
+    pub fn scope_to(mut self, url: &Url) -> Self {
+        self.api_scope.push(url.clone());
+        self
+    }
+
+    /// The `reqwest::Client` for the token endpoint.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = client;
+        self
+    }
+
+    /// Allows a token endpoint on plain `http://` to a non-loopback host.
+    ///
+    /// **Security warning:** the secret then travels readable by anyone on the path.
+    pub fn allow_insecure_http(mut self) -> Self {
+        self.allow_insecure_http = true;
+        self
+    }
+
+    fn engine(&self) -> HttpTokenSource {
+        let mut engine = HttpTokenSource::post(self.token_url.clone())
+            .encoding(Encoding::Form)
+            .http_client(self.http.clone())
+            .param("grant_type", Param::text("client_credentials"));
+        if let Some(scope) = (!self.scopes.is_empty()).then(|| self.scopes.join(" ")) {
+            engine = engine.param("scope", Param::Text(scope));
+        }
+        for (k, v) in &self.params {
+            engine = engine.param(k.clone(), Param::Text(v.clone()));
+        }
+        engine = match self.client_auth {
+            ClientAuth::Basic => engine.basic_auth(self.client_id.clone(), self.client_secret.clone()),
+            ClientAuth::RequestBody => engine
+                .param("client_id", Param::Text(self.client_id.clone()))
+                .param(
+                    "client_secret",
+                    Param::Secret(self.client_secret.expose_secret().into()),
+                ),
+        };
+        if self.allow_insecure_http {
+            engine = engine.allow_insecure_http();
+        }
+        engine
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenSource for ClientCredentials {
+    async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
+        self.engine()
+            .request_token(&[], &ErrorShape::oauth2(), cx)
+            .await
+    }
+
+    fn default_scope(&self) -> Vec<Url> {
+        self.api_scope.clone()
+    }
+}
+
+/// The client credentials middleware.
+pub type ClientCredentialsAuth = AuthMiddleware<ClientCredentials>;

@@ -1,0 +1,227 @@
+//! The authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636 with S256).
+//!
+//! ```
+//! use reqwest_partner_auth::OAuthClient;
+//! use url::Url;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = OAuthClient::auth0("tenant.eu.auth0.com", "my-client-id")?
+//!     .audience("https://api.pentaleap.example")
+//!     .scopes(["offline_access", "read:campaigns"])
+//!     .redirect_uri(Url::parse("http://127.0.0.1:8976/callback")?);
+//! let login = client.begin_login()?;
+//! println!("open {}", login.authorize_url());
+//! // ... the browser comes back to the redirect URI; then:
+//! // let tokens = login.complete(&callback_url).await?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use rand::RngCore as _;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use super::OAuthClient;
+use crate::error::{Error, OAuthErrorCode};
+use crate::middleware::check_transport;
+use crate::source::{FetchContext, FetchReason};
+use crate::store::StoredTokens;
+use crate::token::Token;
+use crate::{ErrorShape, Param};
+
+/// 32 random bytes, base64url: 43 characters, the RFC 7636 §4.1 recommendation.
+fn random_b64(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The S256 code challenge of a verifier: `BASE64URL(SHA256(verifier))` (RFC 7636 §4.2).
+pub fn pkce_challenge(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A login in progress: the authorize URL to open, and the `state` and PKCE verifier to
+/// check and complete the callback with. Keep it until the callback arrives.
+pub struct PendingLogin {
+    client: OAuthClient,
+    redirect_uri: Url,
+    authorize_url: Url,
+    state: SecretString,
+    verifier: SecretString,
+}
+
+impl fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("client", &self.client)
+            .field("redirect_uri", &self.redirect_uri.as_str())
+            .field("state", &"[redacted]")
+            .field("verifier", &"[redacted]")
+            .finish()
+    }
+}
+
+impl OAuthClient {
+    /// Starts an authorization-code login with PKCE (S256) and a random `state`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when no redirect URI is set; [`Error::InsecureTransport`] when the
+    /// authorize URL is plain `http://` to a non-loopback host.
+    pub fn begin_login(&self) -> Result<PendingLogin, Error> {
+        let redirect_uri = self
+            .redirect_uri
+            .clone()
+            .ok_or_else(|| Error::Config("a redirect uri is needed for a login".into()))?;
+        check_transport(&self.authorize_url, self.allow_insecure_http)?;
+        let state = random_b64(16);
+        let verifier = random_b64(32);
+        let mut url = self.authorize_url.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(audience) = &self.audience {
+                q.append_pair("audience", audience);
+            }
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.client_id)
+                .append_pair("redirect_uri", redirect_uri.as_str());
+            if let Some(scope) = self.scope_param() {
+                q.append_pair("scope", &scope);
+            }
+            q.append_pair("state", &state)
+                .append_pair("code_challenge", &pkce_challenge(&verifier))
+                .append_pair("code_challenge_method", "S256");
+        }
+        Ok(PendingLogin {
+            client: self.clone(),
+            redirect_uri,
+            authorize_url: url,
+            state: SecretString::from(state),
+            verifier: SecretString::from(verifier),
+        })
+    }
+}
+
+impl PendingLogin {
+    /// The URL to open in a browser.
+    pub fn authorize_url(&self) -> &Url {
+        &self.authorize_url
+    }
+
+    /// The redirect URI the authorization server will call back.
+    pub fn redirect_uri(&self) -> &Url {
+        &self.redirect_uri
+    }
+
+    /// Completes the login from the callback URL (`<redirect uri>?code=..&state=..`):
+    /// checks `state`, turns an `error=` callback into an error, and exchanges the code
+    /// (`grant_type=authorization_code`, `client_id`, `code`, `redirect_uri`,
+    /// `code_verifier`). The returned tokens are ready for a [`TokenStore`](crate::TokenStore).
+    ///
+    /// # Errors
+    /// [`Error::Callback`] when `state` is missing or does not match (possible CSRF) or
+    /// there is no `code`; [`Error::OAuth`] for an `error=` callback (`access_denied`, ...)
+    /// or a rejected exchange; [`Error::InvalidCredentials`] for `invalid_client`.
+    pub async fn complete(self, callback: &Url) -> Result<StoredTokens, Error> {
+        let mut code = None;
+        let mut state = None;
+        let mut error = None;
+        let mut description = None;
+        for (k, v) in callback.query_pairs() {
+            match &*k {
+                "code" => code = Some(v.into_owned()),
+                "state" => state = Some(v.into_owned()),
+                "error" => error = Some(v.into_owned()),
+                "error_description" => description = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        // Check state first: an error callback from a forged request is still forged.
+        match state {
+            Some(s) if constant_time_eq(s.as_bytes(), self.state.expose_secret().as_bytes()) => {}
+            Some(_) => return Err(Error::Callback("state does not match this login".into())),
+            None => return Err(Error::Callback("state is missing".into())),
+        }
+        if let Some(code) = error {
+            return Err(Error::OAuth {
+                code: OAuthErrorCode::parse(&code),
+                description: description.map(|d| crate::response::excerpt(&d, &[])),
+            });
+        }
+        let code = code.ok_or_else(|| Error::Callback("no code in the callback".into()))?;
+        let token = self.exchange(code).await?;
+        Ok(stored_from_token(&token, std::time::SystemTime::now(), None))
+    }
+
+    async fn exchange(&self, code: String) -> Result<Token, Error> {
+        let mut extra = vec![
+            ("grant_type", Param::text("authorization_code")),
+            ("client_id", Param::Text(self.client.client_id.clone())),
+            ("code", Param::Secret(SecretString::from(code))),
+            ("redirect_uri", Param::Text(self.redirect_uri.to_string())),
+            (
+                "code_verifier",
+                Param::Secret(self.verifier.expose_secret().into()),
+            ),
+        ];
+        if let Some(secret) = &self.client.client_secret {
+            extra.push(("client_secret", Param::Secret(secret.expose_secret().into())));
+        }
+        if let Some(audience) = &self.client.audience {
+            extra.push(("audience", Param::Text(audience.clone())));
+        }
+        let token = self
+            .client
+            .token_engine()
+            .request_token(&extra, &ErrorShape::oauth2(), &FetchContext::new(FetchReason::Initial))
+            .await?;
+        if token.refresh_token().is_none() {
+            tracing::warn!("the login returned no refresh token (is offline_access among the scopes?)");
+        }
+        Ok(token)
+    }
+}
+
+/// What a store keeps of a token response received at `now`.
+pub(crate) fn stored_from_token(
+    token: &Token,
+    now: std::time::SystemTime,
+    previous: Option<&StoredTokens>,
+) -> StoredTokens {
+    StoredTokens::new(
+        Some(token.secret().clone()),
+        token.lifetime_at(now).map(|d| now + d),
+        token
+            .refresh_token()
+            .cloned()
+            .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
+        previous.map_or(now, |p| p.authorized_at),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7636 appendix B.
+    #[test]
+    fn s256_matches_the_rfc_example() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn verifier_and_state_are_random_and_long_enough() {
+        let a = random_b64(32);
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_b64(32));
+    }
+}

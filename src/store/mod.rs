@@ -1,0 +1,105 @@
+//! [`TokenStore`]: where tokens that must survive a restart live.
+//!
+//! A rotating refresh token works once: the new one has to be saved before the new access
+//! token is used, and two refreshes of the same credential must never run at once, within
+//! a process or across processes. A store provides both: [`TokenStore::save`] and an
+//! exclusive [`TokenStore::lock`] per key.
+
+mod file;
+mod memory;
+
+use std::fmt;
+use std::time::SystemTime;
+
+use secrecy::SecretString;
+
+use crate::error::Error;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+/// The tokens of one login, as a store keeps them.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct StoredTokens {
+    /// The last access token, if one was saved.
+    pub access_token: Option<SecretString>,
+    /// When that access token expires (wall clock), if known.
+    pub access_expires_at: Option<SystemTime>,
+    /// The refresh token to use next; `None` once it is known to be dead.
+    pub refresh_token: Option<SecretString>,
+    /// When the person logged in (the start of the partner's session limit).
+    pub authorized_at: SystemTime,
+}
+
+impl StoredTokens {
+    /// Tokens of a login made at `authorized_at`.
+    pub fn new(
+        access_token: Option<SecretString>,
+        access_expires_at: Option<SystemTime>,
+        refresh_token: Option<SecretString>,
+        authorized_at: SystemTime,
+    ) -> Self {
+        Self {
+            access_token,
+            access_expires_at,
+            refresh_token,
+            authorized_at,
+        }
+    }
+}
+
+impl fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("access_token", &self.access_token.as_ref().map(|_| "[redacted]"))
+            .field("access_expires_at", &self.access_expires_at)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("authorized_at", &self.authorized_at)
+            .finish()
+    }
+}
+
+/// Held while one task refreshes a credential; dropping it releases the lock.
+pub struct StoreLock {
+    _guard: Box<dyn Send + Sync>,
+}
+
+impl StoreLock {
+    /// Wraps whatever keeps the lock held (a mutex guard, a locked file).
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self {
+            _guard: Box::new(guard),
+        }
+    }
+}
+
+impl fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreLock")
+    }
+}
+
+/// Persistent storage for [`StoredTokens`], keyed by credential.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// The tokens saved under `key`, if any.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the storage cannot be read or holds something unreadable.
+    async fn load(&self, key: &str) -> Result<Option<StoredTokens>, Error>;
+
+    /// Saves `tokens` under `key`, replacing what was there. When it returns `Ok`, the tokens
+    /// survive a crash.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the tokens could not be saved.
+    async fn save(&self, key: &str, tokens: &StoredTokens) -> Result<(), Error>;
+
+    /// Waits for, then holds, the exclusive lock of `key` (across tasks, and for shared
+    /// stores across processes) until the returned guard is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the lock cannot be taken.
+    async fn lock(&self, key: &str) -> Result<StoreLock, Error>;
+}
