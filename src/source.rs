@@ -51,7 +51,8 @@ impl FetchContext {
 /// caching, retries or the requests waiting for it (that is [`TokenCache`](crate::TokenCache)'s
 /// job).
 ///
-/// Implement it to plug a partner this crate does not know into [`AuthMiddleware`]. Most
+/// Implement it to plug a partner this crate does not know into
+/// [`AuthMiddleware`](crate::AuthMiddleware). Most
 /// partners that answer a POST with a JSON or text token need no code at all: see
 /// [`HttpTokenSource`](crate::HttpTokenSource).
 ///
