@@ -126,6 +126,11 @@ impl OAuthClient {
         &self.token_url
     }
 
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
     /// A token-endpoint engine for form-encoded grants with this client's settings.
     pub(crate) fn token_engine(&self) -> crate::HttpTokenSource {
         let engine = crate::HttpTokenSource::post(self.token_url.clone())
