@@ -47,12 +47,15 @@ impl fmt::Debug for Scope {
     }
 }
 
-/// `true` when the URL's host is a loopback address or `localhost`.
+/// `true` when the URL's host is a loopback address or exactly `localhost`.
+///
+/// Subdomains of `localhost` are not trusted: reqwest resolves them through the system
+/// resolver, which could point them anywhere.
 pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost"),
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         None => false,
     }
 }
@@ -78,10 +81,10 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for s in ["http://127.0.0.1:1/", "http://127.8.0.1/", "http://[::1]:80/", "http://localhost/", "http://a.localhost/"] {
+        for s in ["http://127.0.0.1:1/", "http://127.8.0.1/", "http://[::1]:80/", "http://localhost/"] {
             assert!(is_loopback(&u(s)), "{s}");
         }
-        for s in ["http://10.0.0.1/", "http://localhost.evil.example/", "http://example.com/"] {
+        for s in ["http://10.0.0.1/", "http://localhost.evil.example/", "http://a.localhost/", "http://example.com/"] {
             assert!(!is_loopback(&u(s)), "{s}");
         }
     }

@@ -1,0 +1,443 @@
+//! Issue 2, behaviour 13: no secret (client secret, access token, refresh token) appears in
+//! `Debug`, `Display` or the crate's log output.
+
+mod common;
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{middleware, TestSource, SECRET, TOKEN_PATH};
+use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
+use reqwest_partner_auth::{
+    AuthMiddleware, Encoding, Error, ErrorShape, FetchContext, FetchReason, HttpTokenSource,
+    ManualClock, Param, RetryPolicy, Token, TokenSource,
+};
+use secrecy::SecretString;
+use url::Url;
+
+const ACCESS_TOKEN: &str = "SENTINEL-TOKEN-3b9e";
+const ACCESS_TOKEN_2: &str = "SENTINEL-TOKEN-51c0";
+const REFRESH_TOKEN: &str = "SENTINEL-REFRESH-a41c";
+const API_PATH: &str = "/v1/thing";
+
+/// Panics if `text` holds any sentinel, or even the shared prefix of one (a secret cut short
+/// is still a leak).
+#[track_caller]
+fn assert_clean(what: &str, text: &str) {
+    for needle in [
+        SECRET,
+        ACCESS_TOKEN,
+        ACCESS_TOKEN_2,
+        REFRESH_TOKEN,
+        "SENTINEL",
+    ] {
+        assert!(!text.contains(needle), "{what} leaks {needle:?}: {text}");
+    }
+}
+
+/// Checks `Debug` and `Display` of an error, and of its whole `source()` chain.
+#[track_caller]
+fn assert_error_clean(what: &str, err: &Error) {
+    assert_clean(&format!("{what} (Debug)"), &format!("{err:?}"));
+    assert_clean(&format!("{what} (Display)"), &err.to_string());
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        assert_clean(&format!("{what} (source)"), &format!("{s} {s:?}"));
+        source = s.source();
+    }
+}
+
+fn oauth_body(token: &str) -> String {
+    format!(
+        r#"{{"access_token":"{token}","refresh_token":"{REFRESH_TOKEN}","token_type":"Bearer","expires_in":3600}}"#
+    )
+}
+
+async fn fixed_mock<'a>(
+    server: &'a MockServer,
+    status: u16,
+    content_type: &str,
+    body: impl Into<String>,
+) -> httpmock::Mock<'a> {
+    let body = body.into();
+    server
+        .mock_async(|when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            then.status(status)
+                .header("content-type", content_type)
+                .body(body);
+        })
+        .await
+}
+
+/// Sends one API request through `mw` and returns the crate error it failed with.
+async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -> Error {
+    let client = common::client(mw);
+    let err = client
+        .get(server.url(API_PATH))
+        .send()
+        .await
+        .expect_err("the request should fail");
+    assert_clean("reqwest_middleware::Error", &format!("{err:?} {err}"));
+    Error::from_middleware(&err)
+        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
+        .clone()
+}
+
+/// A token endpoint answering `status`/`body` once; returns the error of one request.
+async fn error_from<S: TokenSource>(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    mw: impl FnOnce(&MockServer, &ManualClock) -> AuthMiddleware<S>,
+) -> Error {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = fixed_mock(&server, status, content_type, body).await;
+    let err = fail_with(&server, mw(&server, &clock)).await;
+    assert!(token.calls_async().await >= 1, "the endpoint was not asked");
+    err
+}
+
+fn no_retry(server: &MockServer, clock: &ManualClock) -> AuthMiddleware<TestSource> {
+    middleware(server, clock).retry_policy(RetryPolicy::none())
+}
+
+/// Issue 2, behaviour 13: the token sources, `Param::secret` and a `Token` with a refresh
+/// token redact their secrets in `Debug`.
+#[tokio::test]
+async fn sources_params_and_tokens_redact_in_debug() {
+    let server = MockServer::start_async().await;
+
+    let param = Param::secret(SECRET);
+    assert_clean("Param::secret", &format!("{param:?}"));
+    assert!(format!("{param:?}").contains("redacted"));
+
+    let source = TestSource::new(&server);
+    let debug = format!("{source:?}");
+    assert_clean("TestSource", &debug);
+    assert!(
+        debug.contains("test-client"),
+        "plain params stay visible: {debug}"
+    );
+
+    let http = HttpTokenSource::post(Url::parse(&server.url(TOKEN_PATH)).unwrap())
+        .param("client_secret", Param::secret(SECRET))
+        .param("refresh_token", Param::secret(REFRESH_TOKEN))
+        .basic_auth("client-id", SecretString::from(SECRET.to_owned()));
+    assert_clean("HttpTokenSource", &format!("{http:?}"));
+
+    let token = Token::bearer(ACCESS_TOKEN)
+        .unwrap()
+        .with_refresh_token(SecretString::from(REFRESH_TOKEN.to_owned()));
+    let debug = format!("{token:?}");
+    assert_clean("Token", &debug);
+    assert!(debug.contains("redacted"), "{debug}");
+    assert_clean("Token header", &format!("{:?}", token.header_value()));
+}
+
+/// Issue 2, behaviour 13: after a real fetch (a token with a refresh token), neither the
+/// middleware, its cache, the lease nor a token fetched directly shows a secret in `Debug`.
+#[tokio::test]
+async fn middleware_cache_and_lease_redact_in_debug() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = fixed_mock(&server, 200, "application/json", oauth_body(ACCESS_TOKEN)).await;
+    let mw = middleware(&server, &clock);
+
+    let lease = mw.token_cache().token().await.unwrap();
+    assert_eq!(
+        lease.header_value(),
+        &format!("Bearer {ACCESS_TOKEN}"),
+        "the sentinel is really in the cache"
+    );
+    assert_clean("Lease", &format!("{lease:?}"));
+    assert_clean("TokenCache", &format!("{:?}", mw.token_cache()));
+    assert_clean("AuthMiddleware", &format!("{mw:?}"));
+
+    let fetched = TestSource::new(&server)
+        .fetch(&FetchContext::new(FetchReason::Initial))
+        .await
+        .unwrap();
+    assert!(fetched.refresh_token().is_some());
+    assert_clean("fetched Token", &format!("{fetched:?}"));
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// Issue 2, behaviour 13: a credential error whose body echoes the secret is scrubbed, in
+/// the message and in the error code.
+#[tokio::test]
+async fn invalid_credentials_echoing_the_secret_are_scrubbed() {
+    let body = format!(r#"{{"error":"bad secret {SECRET}"}}"#);
+    let err = error_from(401, "application/json", &body, no_retry).await;
+    match &err {
+        Error::InvalidCredentials { message, .. } => {
+            assert_eq!(message, "bad secret [redacted]");
+        }
+        other => panic!("expected InvalidCredentials, got {other:?}"),
+    }
+    assert_error_clean("InvalidCredentials", &err);
+
+    // The secret as the bare error code.
+    let body = format!(r#"{{"error":"{SECRET}","error_description":"no"}}"#);
+    let err = error_from(400, "application/json", &body, no_retry).await;
+    assert!(matches!(err, Error::InvalidCredentials { .. }), "{err:?}");
+    assert_error_clean("InvalidCredentials (code)", &err);
+}
+
+/// Issue 2, behaviour 13: a 5xx whose plain-text body echoes the secret gives a scrubbed
+/// `TokenEndpoint` excerpt (after retries).
+#[tokio::test]
+async fn token_endpoint_error_echoing_the_secret_is_scrubbed() {
+    let body = format!("upstream rejected client_secret={SECRET}&client_id=test-client");
+    let err = error_from(503, "text/plain", &body, middleware).await;
+    match &err {
+        Error::TokenEndpoint {
+            status, excerpt, ..
+        } => {
+            assert_eq!(*status, 503);
+            assert!(excerpt.contains("[redacted]"), "{excerpt}");
+        }
+        other => panic!("expected TokenEndpoint, got {other:?}"),
+    }
+    assert_error_clean("TokenEndpoint", &err);
+}
+
+/// Issue 2, behaviour 13: an RFC 6749 error whose code and description echo the secret
+/// gives a scrubbed `Error::OAuth`.
+#[tokio::test]
+async fn oauth_error_echoing_the_secret_is_scrubbed() {
+    let body = format!(
+        r#"{{"error":"{SECRET}","error_description":"client_secret {SECRET} is not allowed this scope"}}"#
+    );
+    let err = error_from(400, "application/json", &body, |server, clock| {
+        AuthMiddleware::from_source(TestSource::new(server).map(|s| s.errors(ErrorShape::oauth2())))
+            .clock(Arc::new(clock.clone()))
+            .retry_policy(RetryPolicy::none())
+    })
+    .await;
+    assert!(matches!(err, Error::OAuth { .. }), "{err:?}");
+    assert_error_clean("OAuth", &err);
+}
+
+/// Issue 2, behaviour 13: a dead refresh token echoed back in the error is scrubbed from
+/// `Error::ReauthorizationRequired`.
+#[tokio::test]
+async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
+    let body = format!(
+        r#"{{"error":"invalid_grant","error_description":"refresh token {REFRESH_TOKEN} was already used"}}"#
+    );
+    let err = error_from(400, "application/json", &body, |server, clock| {
+        AuthMiddleware::from_source(TestSource::new(server).map(|s| {
+            s.param("refresh_token", Param::secret(REFRESH_TOKEN))
+                .errors(ErrorShape::default().reauthorize_codes(&["invalid_grant"]))
+        }))
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy::none())
+    })
+    .await;
+    match &err {
+        Error::ReauthorizationRequired { message } => {
+            assert_eq!(message, "refresh token [redacted] was already used");
+        }
+        other => panic!("expected ReauthorizationRequired, got {other:?}"),
+    }
+    assert_error_clean("ReauthorizationRequired", &err);
+}
+
+/// Issue 2, behaviour 13: malformed success bodies that hold a token never put the token in
+/// the error (invalid JSON, illegal header bytes, a bad token type or lifetime).
+#[tokio::test]
+async fn malformed_responses_do_not_echo_the_token() {
+    let bodies = [
+        format!(r#"{{"access_token":"{ACCESS_TOKEN}","expires_in":"#),
+        format!(r#"{{"access_token":"{ACCESS_TOKEN}\r\nX-Injected: 1"}}"#),
+        format!(r#"{{"access_token":"{ACCESS_TOKEN}","token_type":"{ACCESS_TOKEN_2}"}}"#),
+        format!(r#"{{"access_token":"{ACCESS_TOKEN}","expires_in":"{ACCESS_TOKEN_2}"}}"#),
+        format!(r#"{{"access_token":{{"value":"{ACCESS_TOKEN}"}}}}"#),
+        format!(r#"["{ACCESS_TOKEN}"]"#),
+    ];
+    for body in bodies {
+        let err = error_from(200, "application/json", &body, no_retry).await;
+        assert!(
+            matches!(err, Error::MalformedResponse(_)),
+            "{body}: {err:?}"
+        );
+        assert_error_clean(&body, &err);
+    }
+}
+
+/// Issue 2, behaviour 13: a transport error of a token request whose secrets travel in the
+/// query string (`Encoding::Query`) does not carry the URL, hence not the secret.
+#[tokio::test]
+async fn transport_error_drops_the_url_with_query_secrets() {
+    let api = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let source =
+        HttpTokenSource::post(Url::parse(&format!("http://127.0.0.1:{port}{TOKEN_PATH}")).unwrap())
+            .encoding(Encoding::Query)
+            .param("client_id", Param::text("test-client"))
+            .param("client_secret", Param::secret(SECRET))
+            .scope_to(&Url::parse(&api.base_url()).unwrap());
+    let mw = AuthMiddleware::from_source(source)
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy::none());
+
+    let err = fail_with(&api, mw).await;
+
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert_error_clean("Transport", &err);
+}
+
+/// Issue 2, behaviour 13: refusing plain http names the origin only, not the secrets in the
+/// token URL's query.
+#[tokio::test]
+async fn insecure_transport_error_names_the_origin_only() {
+    let url = Url::parse(&format!(
+        "http://auth.partner.invalid{TOKEN_PATH}?key={SECRET}"
+    ))
+    .unwrap();
+    let source = HttpTokenSource::post(url).param("client_secret", Param::secret(SECRET));
+
+    let err = source
+        .fetch(&FetchContext::new(FetchReason::Initial))
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(&err, Error::InsecureTransport { origin } if origin == "http://auth.partner.invalid"),
+        "{err:?}"
+    );
+    assert_error_clean("InsecureTransport", &err);
+}
+
+/// An in-memory log sink for a `tracing_subscriber::fmt` subscriber.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn contents(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Issue 2, behaviour 13: the TRACE-level log of a full flow (fetch, 401 and replay, a
+/// refresh that fails once and is retried, then a credential rejection echoing the secret)
+/// holds the crate's events and none of the secrets.
+#[tokio::test(flavor = "current_thread")]
+async fn trace_log_of_a_full_flow_holds_no_secret() {
+    // tracing caches each callsite's interest process-wide. With a single registered
+    // dispatcher it is computed from the *registering* thread's default, so a sibling test
+    // (no subscriber) hitting a crate callsite first would cache `never` and blind this
+    // capture. A second, always-interested dispatcher kept alive for the whole test makes the
+    // interest the union of all dispatchers instead.
+    let _anchor = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(io::sink)
+            .finish(),
+    );
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let token = server
+        .mock_async(|when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            let calls = Arc::clone(&calls);
+            then.respond_with(move |_req: &HttpMockRequest| {
+                let (status, body) = match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => (200, oauth_body(ACCESS_TOKEN)),
+                    1 => (
+                        500,
+                        format!(r#"{{"error":"db down while checking {SECRET}"}}"#),
+                    ),
+                    2 => (200, oauth_body(ACCESS_TOKEN_2)),
+                    _ => (401, format!(r#"{{"error":"bad secret {SECRET}"}}"#)),
+                };
+                HttpMockResponse::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .build()
+            });
+        })
+        .await;
+    let second = format!("Bearer {ACCESS_TOKEN_2}");
+    let api = server
+        .mock_async(|when, then| {
+            when.method("GET").path(API_PATH);
+            then.respond_with(move |req: &HttpMockRequest| {
+                let ok = req
+                    .headers_vec()
+                    .iter()
+                    .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && *v == second);
+                HttpMockResponse::builder()
+                    .status(if ok { 200 } else { 401 })
+                    .header("www-authenticate", "Bearer error=\"invalid_token\"")
+                    .build()
+            });
+        })
+        .await;
+    let mw = middleware(&server, &clock);
+    let cache = mw.token_cache().clone();
+    let client = common::client(mw);
+
+    // Fetch, 401, refresh (500, retried, 200), replay.
+    let res = client.get(server.url(API_PATH)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(token.calls_async().await, 3);
+    assert_eq!(api.calls_async().await, 2);
+
+    // The next fetch is rejected with a body echoing the secret.
+    cache.clear();
+    let err = client.get(server.url(API_PATH)).send().await.unwrap_err();
+    let err = Error::from_middleware(&err).expect("a crate error");
+    assert!(matches!(err, Error::InvalidCredentials { .. }), "{err:?}");
+    assert_error_clean("InvalidCredentials", err);
+    assert_eq!(token.calls_async().await, 4);
+
+    drop(_guard);
+    let out = logs.contents();
+    assert!(
+        out.contains("token"),
+        "the crate's events were not captured: {out}"
+    );
+    assert!(out.contains("requesting a token"), "{out}");
+    assert!(out.contains("retrying"), "{out}");
+    assert!(out.contains("replaying"), "{out}");
+    assert!(out.contains("token fetch failed"), "{out}");
+    assert_clean("trace log", &out);
+}

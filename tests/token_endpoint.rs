@@ -1,0 +1,576 @@
+//! Issue 2, behaviours 10 and 12: how the layer copes with a failing or misbehaving token
+//! endpoint: bounded retries of transient failures, no retries of credential errors, and a
+//! typed error (never a panic or a hang) for every kind of bad answer.
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{middleware, token_body, TestSource, TOKEN_PATH};
+use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
+use reqwest_partner_auth::{
+    AuthMiddleware, Clock, Error, HttpTokenSource, Malformed, ManualClock, Param, RetryPolicy,
+    TokenSource, DEFAULT_MAX_BODY,
+};
+use url::Url;
+
+const API_PATH: &str = "/v1/thing";
+
+/// An API endpoint that accepts only `Bearer good-token`.
+async fn api_mock(server: &MockServer) -> httpmock::Mock<'_> {
+    server
+        .mock_async(|when, then| {
+            when.method("GET")
+                .path(API_PATH)
+                .header("authorization", "Bearer good-token");
+            then.status(200).body("ok");
+        })
+        .await
+}
+
+/// A token endpoint that answers `answers[i]` to its i-th call (the last one from then on),
+/// each as (status, extra headers, body).
+async fn sequence_mock(server: &MockServer, answers: Vec<Answer>) -> httpmock::Mock<'_> {
+    let calls = Arc::new(AtomicUsize::new(0));
+    server
+        .mock_async(move |when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            then.respond_with(move |_req: &HttpMockRequest| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let (status, headers, body) = &answers[n.min(answers.len() - 1)];
+                let mut res = HttpMockResponse::builder()
+                    .status(*status)
+                    .header("content-type", "application/json");
+                for (k, v) in headers {
+                    res = res.header(*k, v.clone());
+                }
+                res.body(body.clone()).build()
+            });
+        })
+        .await
+}
+
+/// One scripted answer of a token endpoint: status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, String);
+
+fn ok() -> Answer {
+    (200, vec![], token_body("good-token", 3600))
+}
+
+fn status(code: u16, body: &str) -> Answer {
+    (code, vec![], body.to_owned())
+}
+
+/// A token endpoint answering one fixed response.
+async fn fixed_mock<'a>(
+    server: &'a MockServer,
+    status: u16,
+    content_type: &str,
+    body: impl Into<String>,
+) -> httpmock::Mock<'a> {
+    let body = body.into();
+    server
+        .mock_async(|when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            then.status(status)
+                .header("content-type", content_type)
+                .body(body);
+        })
+        .await
+}
+
+/// Sends one API request through `mw` and returns the crate error it failed with.
+async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -> Error {
+    let client = common::client(mw);
+    let err = client
+        .get(server.url(API_PATH))
+        .send()
+        .await
+        .expect_err("the request should fail");
+    Error::from_middleware(&err)
+        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
+        .clone()
+}
+
+/// A `127.0.0.1` port nothing listens on (bound, then released).
+fn dead_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------------------
+// Behaviour 10: retries
+// ---------------------------------------------------------------------------------------
+
+/// Issue 2, behaviour 10: two 500s then a 200 is a success after exactly 3 fetches, with a
+/// backoff wait (on the manual clock) between them.
+#[tokio::test]
+async fn transient_500s_are_retried_until_success() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = sequence_mock(
+        &server,
+        vec![
+            status(500, r#"{"error":"oops"}"#),
+            status(500, r#"{"error":"oops"}"#),
+            ok(),
+        ],
+    )
+    .await;
+    let api = api_mock(&server).await;
+    let client = common::client(middleware(&server, &clock));
+
+    let res = client.get(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(token.calls_async().await, 3);
+    assert_eq!(api.calls_async().await, 1);
+    assert!(
+        clock.slept() > Duration::ZERO,
+        "no backoff between attempts"
+    );
+    assert!(
+        clock.slept() <= Duration::from_secs(20),
+        "two waits of at most max_delay (10 s) each, slept {:?}",
+        clock.slept()
+    );
+}
+
+/// Issue 2, behaviour 10: a token endpoint that always answers 503 is tried exactly
+/// `max_attempts` (3) times, then the caller gets `Error::TokenEndpoint { status: 503 }`.
+#[tokio::test]
+async fn persistent_503_gives_up_after_max_attempts() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = fixed_mock(&server, 503, "text/plain", "service unavailable").await;
+    let api = api_mock(&server).await;
+
+    let err = fail_with(&server, middleware(&server, &clock)).await;
+
+    match &err {
+        Error::TokenEndpoint {
+            status, excerpt, ..
+        } => {
+            assert_eq!(*status, 503);
+            assert_eq!(excerpt, "service unavailable");
+        }
+        other => panic!("expected TokenEndpoint, got {other:?}"),
+    }
+    assert_eq!(token.calls_async().await, 3);
+    assert_eq!(api.calls_async().await, 0);
+    assert!(clock.slept() > Duration::ZERO);
+}
+
+/// Issue 2, behaviour 10: a 429 with `Retry-After: 7` is retried after exactly the 7 s the
+/// endpoint asked for (read off the manual clock), then succeeds.
+#[tokio::test]
+async fn retry_after_seconds_is_honoured() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = sequence_mock(
+        &server,
+        vec![
+            (
+                429,
+                vec![("retry-after", "7".into())],
+                r#"{"error":"slow down"}"#.into(),
+            ),
+            ok(),
+        ],
+    )
+    .await;
+    let api = api_mock(&server).await;
+    let client = common::client(middleware(&server, &clock));
+
+    let res = client.get(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 1);
+    assert!(
+        clock.slept() >= Duration::from_secs(7),
+        "slept {:?}",
+        clock.slept()
+    );
+    assert_eq!(
+        clock.slept(),
+        Duration::from_secs(7),
+        "Retry-After replaces the backoff"
+    );
+}
+
+/// Issue 2, behaviour 10: `Retry-After` as an HTTP date is honoured too, counted from the
+/// (manual) wall clock.
+#[tokio::test]
+async fn retry_after_http_date_is_honoured() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let at = httpdate::fmt_http_date(clock.system_now() + Duration::from_secs(8));
+    let token = sequence_mock(
+        &server,
+        vec![
+            (
+                503,
+                vec![("retry-after", at)],
+                r#"{"error":"maintenance"}"#.into(),
+            ),
+            ok(),
+        ],
+    )
+    .await;
+    let api = api_mock(&server).await;
+    let client = common::client(middleware(&server, &clock));
+
+    let res = client.get(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 1);
+    // The date has whole seconds: the wait is 8 s minus the sub-second part of "now"
+    // (under the policy's 10 s max_delay, so not capped).
+    let slept = clock.slept();
+    assert!(
+        slept > Duration::from_secs(7) && slept <= Duration::from_secs(8),
+        "slept {slept:?}"
+    );
+}
+
+/// Issue 2, behaviour 10: a `Retry-After` longer than the policy's `max_delay` is cut to it:
+/// a hostile or broken endpoint cannot park the caller for an hour.
+#[tokio::test]
+async fn retry_after_is_capped_at_max_delay() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = sequence_mock(
+        &server,
+        vec![
+            (429, vec![("retry-after", "3600".into())], "{}".into()),
+            ok(),
+        ],
+    )
+    .await;
+    let client = common::client(middleware(&server, &clock));
+
+    client.get(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(clock.slept(), Duration::from_secs(10));
+}
+
+/// Issue 2, behaviour 10: a connect error (nothing listens on the token port) is retried
+/// with backoff, then surfaces as `Error::Transport`.
+#[tokio::test]
+async fn connect_errors_are_retried_then_transport() {
+    let api_server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let api = api_mock(&api_server).await;
+    let port = dead_port();
+    let source =
+        HttpTokenSource::post(Url::parse(&format!("http://127.0.0.1:{port}{TOKEN_PATH}")).unwrap())
+            .param("client_id", Param::text("test-client"))
+            .param("client_secret", Param::secret(common::SECRET))
+            .scope_to(&Url::parse(&api_server.base_url()).unwrap());
+    let mw = AuthMiddleware::from_source(source)
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        });
+
+    let err = fail_with(&api_server, mw).await;
+
+    match &err {
+        Error::Transport { message, source } => {
+            assert_eq!(message, "connection failed");
+            assert!(source.is_connect(), "{source:?}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    // Three attempts means two backoff waits of at least min_delay each (jitter only adds).
+    assert!(
+        clock.slept() >= Duration::from_millis(200),
+        "slept {:?}",
+        clock.slept()
+    );
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// Issue 2, behaviour 10: credential rejections (400 and 401) are not retried: exactly one
+/// fetch, and the partner's message comes back in `Error::InvalidCredentials`.
+#[tokio::test]
+async fn credential_rejections_are_not_retried() {
+    for code in [400, 401] {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let token = fixed_mock(
+            &server,
+            code,
+            "application/json",
+            r#"{"error":"Invalid API credentials"}"#,
+        )
+        .await;
+        let api = api_mock(&server).await;
+
+        let err = fail_with(&server, middleware(&server, &clock)).await;
+
+        assert!(
+            matches!(&err, Error::InvalidCredentials { message, .. } if message == "Invalid API credentials"),
+            "{code}: {err:?}"
+        );
+        assert_eq!(token.calls_async().await, 1, "{code} was retried");
+        assert_eq!(api.calls_async().await, 0);
+        assert_eq!(clock.slept(), Duration::ZERO, "{code}: waited for nothing");
+    }
+}
+
+/// Issue 2, behaviour 10: an OAuth `invalid_client` error is a credential error whatever the
+/// status (here a 500, which would otherwise be retried).
+#[tokio::test]
+async fn invalid_client_code_is_not_retried_even_on_5xx() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = fixed_mock(
+        &server,
+        500,
+        "application/json",
+        r#"{"error":"invalid_client","error_description":"unknown client"}"#,
+    )
+    .await;
+
+    let err = fail_with(&server, middleware(&server, &clock)).await;
+
+    match &err {
+        Error::InvalidCredentials { message, code } => {
+            assert_eq!(message, "unknown client");
+            assert_eq!(code.as_deref(), Some("invalid_client"));
+        }
+        other => panic!("expected InvalidCredentials, got {other:?}"),
+    }
+    assert_eq!(token.calls_async().await, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Behaviour 12: bad input
+// ---------------------------------------------------------------------------------------
+
+/// Runs one fetch against a token endpoint answering `status`/`content_type`/`body` and
+/// returns the error; asserts exactly one fetch (malformed answers are not retried).
+async fn malformed_case(status: u16, content_type: &str, body: impl Into<String>) -> Error {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = fixed_mock(&server, status, content_type, body).await;
+    let err = fail_with(
+        &server,
+        middleware(&server, &clock).retry_policy(RetryPolicy::none()),
+    )
+    .await;
+    assert_eq!(token.calls_async().await, 1);
+    err
+}
+
+fn assert_malformed(err: &Error, expected: &Malformed) {
+    match err {
+        Error::MalformedResponse(m) => assert_eq!(m, expected),
+        other => panic!("expected MalformedResponse({expected:?}), got {other:?}"),
+    }
+}
+
+fn assert_invalid_field(err: &Error, name: &str) {
+    match err {
+        Error::MalformedResponse(Malformed::InvalidField { field, .. }) => {
+            assert_eq!(field, name)
+        }
+        other => panic!("expected InvalidField({name}), got {other:?}"),
+    }
+}
+
+/// Issue 2, behaviour 12: a success body that is not JSON is `Malformed::InvalidJson`, and the
+/// problem description does not quote the body.
+#[tokio::test]
+async fn malformed_json_is_invalid_json() {
+    let err = malformed_case(200, "application/json", r#"{"access_token": "abc"#).await;
+    match &err {
+        Error::MalformedResponse(Malformed::InvalidJson(problem)) => {
+            assert!(!problem.contains("abc"), "{problem}");
+        }
+        other => panic!("expected InvalidJson, got {other:?}"),
+    }
+}
+
+/// Issue 2, behaviour 12: a JSON array (valid JSON, not an object) is `InvalidJson`.
+#[tokio::test]
+async fn json_array_is_invalid_json() {
+    let err = malformed_case(200, "application/json", r#"["access_token","abc"]"#).await;
+    assert!(
+        matches!(err, Error::MalformedResponse(Malformed::InvalidJson(_))),
+        "{err:?}"
+    );
+}
+
+/// Issue 2, behaviour 12: an HTML page with status 200 (a captive portal, a login page) is
+/// `Malformed::Html`, whether it says `text/html` or not.
+#[tokio::test]
+async fn html_page_with_200_is_html() {
+    let page = "<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>";
+    let err = malformed_case(200, "text/html; charset=utf-8", page).await;
+    assert_malformed(&err, &Malformed::Html);
+    let err = malformed_case(200, "application/json", format!("\n  {page}")).await;
+    assert_malformed(&err, &Malformed::Html);
+}
+
+/// Issue 2, behaviour 12: an HTML error page with status 502 (a proxy in front of the
+/// endpoint) is `TokenEndpoint { status: 502 }` whose excerpt says "html page" and does not
+/// carry the HTML.
+#[tokio::test]
+async fn html_page_with_502_is_token_endpoint_without_the_html() {
+    let page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>";
+    let err = malformed_case(502, "text/html", page).await;
+    match &err {
+        Error::TokenEndpoint {
+            status, excerpt, ..
+        } => {
+            assert_eq!(*status, 502);
+            assert!(excerpt.contains("html page"), "{excerpt}");
+            assert!(
+                !excerpt.contains('<') && !excerpt.contains("nginx"),
+                "{excerpt}"
+            );
+        }
+        other => panic!("expected TokenEndpoint, got {other:?}"),
+    }
+    assert!(!err.to_string().contains("<html>"), "{err}");
+}
+
+/// Issue 2, behaviour 12: an empty (or blank) success body is `Malformed::EmptyBody`.
+#[tokio::test]
+async fn empty_body_is_empty_body() {
+    let err = malformed_case(200, "application/json", "").await;
+    assert_malformed(&err, &Malformed::EmptyBody);
+    let err = malformed_case(200, "application/json", " \r\n ").await;
+    assert_malformed(&err, &Malformed::EmptyBody);
+}
+
+/// Issue 2, behaviour 12: a body over a configured cap (`max_body(1024)`) is
+/// `Malformed::TooLarge { limit: 1024 }`, even though it is an otherwise valid answer.
+#[tokio::test]
+async fn body_over_configured_cap_is_too_large() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = fixed_mock(
+        &server,
+        200,
+        "application/json",
+        token_body(&"a".repeat(2048), 3600),
+    )
+    .await;
+    let mw = AuthMiddleware::from_source(TestSource::new(&server).map(|s| s.max_body(1024)))
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy::none());
+
+    let err = fail_with(&server, mw).await;
+
+    assert_malformed(&err, &Malformed::TooLarge { limit: 1024 });
+    assert_eq!(token.calls_async().await, 1);
+}
+
+/// Issue 2, behaviour 12: the default cap is 64 KiB: a 1 MiB body is
+/// `Malformed::TooLarge { limit: 65536 }`.
+#[tokio::test]
+async fn body_over_default_cap_is_too_large() {
+    assert_eq!(DEFAULT_MAX_BODY, 64 * 1024);
+    let huge = token_body(&"a".repeat(1024 * 1024), 3600);
+    let err = malformed_case(200, "application/json", huge).await;
+    assert_malformed(&err, &Malformed::TooLarge { limit: 64 * 1024 });
+}
+
+/// Issue 2, behaviour 12: a body without the token field is
+/// `Malformed::MissingField("access_token")`.
+#[tokio::test]
+async fn missing_token_field_is_missing_field() {
+    let err = malformed_case(
+        200,
+        "application/json",
+        r#"{"token_type":"Bearer","expires_in":3600}"#,
+    )
+    .await;
+    assert_malformed(&err, &Malformed::MissingField("access_token".into()));
+}
+
+/// Issue 2, behaviour 12: `access_token` of the wrong type (a number) is
+/// `Malformed::InvalidField { field: "access_token" }`.
+#[tokio::test]
+async fn numeric_token_is_invalid_field() {
+    let err = malformed_case(200, "application/json", r#"{"access_token":12345}"#).await;
+    assert_invalid_field(&err, "access_token");
+    assert!(!err.to_string().contains("12345"), "{err}");
+}
+
+/// Issue 2, behaviour 12: a token holding CR LF (header injection) is
+/// `Malformed::IllegalHeaderValue`; it is never put in a header.
+#[tokio::test]
+async fn token_with_crlf_is_illegal_header_value() {
+    let err = malformed_case(
+        200,
+        "application/json",
+        r#"{"access_token":"abc\r\nX-Injected: 1","token_type":"Bearer"}"#,
+    )
+    .await;
+    assert_malformed(&err, &Malformed::IllegalHeaderValue);
+}
+
+/// Issue 2, behaviour 12: a token type other than Bearer (`mac`) is
+/// `Malformed::InvalidField { field: "token_type" }`.
+#[tokio::test]
+async fn mac_token_type_is_invalid_field() {
+    let err = malformed_case(
+        200,
+        "application/json",
+        r#"{"access_token":"abc","token_type":"mac"}"#,
+    )
+    .await;
+    assert_invalid_field(&err, "token_type");
+}
+
+/// Issue 2, behaviour 12: a token endpoint that hangs is cut off by the token client's
+/// timeout: `Error::Transport` ("timed out") well before the endpoint would have answered.
+#[tokio::test]
+async fn hanging_endpoint_times_out() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = server
+        .mock_async(|when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(token_body("late-token", 3600))
+                .delay(Duration::from_secs(5));
+        })
+        .await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let mw = AuthMiddleware::from_source(TestSource::new(&server).map(|s| s.http_client(http)))
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy::none());
+
+    let started = Instant::now();
+    let err = fail_with(&server, mw).await;
+    let elapsed = started.elapsed();
+
+    match &err {
+        Error::Transport { message, source } => {
+            assert_eq!(message, "timed out");
+            assert!(source.is_timeout(), "{source:?}");
+        }
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(clock.slept(), Duration::ZERO, "RetryPolicy::none() retried");
+}
