@@ -239,7 +239,7 @@ impl<S: TokenSource> TokenCache<S> {
             match entry.freshness(now) {
                 Freshness::Fresh => return Ok(entry.lease()),
                 Freshness::RefreshAhead => {
-                    self.refresh_in_background();
+                    self.refresh_in_background(entry.generation);
                     return Ok(entry.lease());
                 }
                 Freshness::Stale => {}
@@ -309,9 +309,14 @@ impl<S: TokenSource> TokenCache<S> {
         }
     }
 
-    fn refresh_in_background(&self) {
+    /// Starts a background refresh of the token of `generation`, unless one runs already or
+    /// that token was replaced meanwhile (a refresh that finished between the caller's read
+    /// and this lock must not be followed by a second one).
+    fn refresh_in_background(&self, generation: u64) {
         let mut slot = self.lock_flight();
-        if slot.is_none() {
+        let current = self.state.current.load();
+        let still_current = current.as_ref().is_some_and(|e| e.generation == generation);
+        if slot.is_none() && still_current {
             tracing::debug!("token nearing expiry; refreshing in the background");
             drop(self.join_or_start(&mut slot, FetchReason::Expiring));
         }
@@ -335,9 +340,8 @@ impl<S: TokenSource> TokenCache<S> {
             *slot = None;
             result
         });
-        let flight: BoxFuture<'static, Result<Arc<Entry>, Error>> = Box::pin(async move {
-            task.await.unwrap_or(Err(Error::SourcePanicked))
-        });
+        let flight: BoxFuture<'static, Result<Arc<Entry>, Error>> =
+            Box::pin(async move { task.await.unwrap_or(Err(Error::SourcePanicked)) });
         let flight = flight.shared();
         *slot = Some(flight.clone());
         flight
