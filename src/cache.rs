@@ -37,6 +37,10 @@ pub const DEFAULT_REFRESH_SKEW: Duration = Duration::from_secs(30);
 /// refresh starts while requests keep using the current token: the last 20%.
 pub const DEFAULT_REFRESH_AHEAD: f64 = 0.2;
 
+/// After a failed fetch, how long refresh-ahead waits before it tries in the background
+/// again. Requests inside the skew window still wait for a fetch of their own.
+pub const BACKGROUND_RETRY_PAUSE: Duration = Duration::from_secs(10);
+
 /// How failing token-endpoint calls are retried.
 ///
 /// Only [transient](Error::is_transient) failures are retried; a `Retry-After` sent by the
@@ -172,6 +176,9 @@ struct State<S> {
     current: ArcSwapOption<Entry>,
     flight: Mutex<Option<Flight>>,
     generations: AtomicU64,
+    /// After a failed fetch, background refreshes wait until then, so a partner outage
+    /// during the refresh-ahead window is not answered with a fetch per request.
+    background_paused_until: Mutex<Option<Instant>>,
 }
 
 /// Caches the token of one [`TokenSource`] and decides when to fetch a new one.
@@ -213,6 +220,7 @@ impl<S: TokenSource> TokenCache<S> {
                 current: ArcSwapOption::empty(),
                 flight: Mutex::new(None),
                 generations: AtomicU64::new(0),
+                background_paused_until: Mutex::new(None),
             }),
             config: Arc::new(CacheConfig::default()),
         }
@@ -242,10 +250,10 @@ impl<S: TokenSource> TokenCache<S> {
                     self.refresh_in_background(entry.generation);
                     return Ok(entry.lease());
                 }
-                Freshness::Stale => {}
+                Freshness::Stale => return self.wait_for_fetch(FetchReason::Expiring).await,
             }
         }
-        self.wait_for_fetch(FetchReason::Expiring).await
+        self.wait_for_fetch(FetchReason::Initial).await
     }
 
     /// Reports that the API rejected the token of `generation`, and returns a new one.
@@ -316,7 +324,13 @@ impl<S: TokenSource> TokenCache<S> {
         let mut slot = self.lock_flight();
         let current = self.state.current.load();
         let still_current = current.as_ref().is_some_and(|e| e.generation == generation);
-        if slot.is_none() && still_current {
+        let paused = self
+            .state
+            .background_paused_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| self.config.clock.now() < until);
+        if slot.is_none() && still_current && !paused {
             tracing::debug!("token nearing expiry; refreshing in the background");
             drop(self.join_or_start(&mut slot, FetchReason::Expiring));
         }
@@ -330,6 +344,12 @@ impl<S: TokenSource> TokenCache<S> {
         let config = Arc::clone(&self.config);
         let task = tokio::spawn(async move {
             let result = fetch_with_retries(&state.source, &config, reason).await;
+            *state
+                .background_paused_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = result
+                .is_err()
+                .then(|| config.clock.now() + BACKGROUND_RETRY_PAUSE);
             let mut slot = state.flight.lock().unwrap_or_else(|p| p.into_inner());
             let result = result.map(|token| {
                 let generation = state.generations.fetch_add(1, Ordering::Relaxed) + 1;

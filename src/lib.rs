@@ -39,7 +39,10 @@ mod store;
 mod token;
 
 pub use async_trait::async_trait;
-pub use cache::{Lease, RetryPolicy, TokenCache, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW};
+pub use cache::{
+    Lease, RetryPolicy, TokenCache, BACKGROUND_RETRY_PAUSE, DEFAULT_REFRESH_AHEAD,
+    DEFAULT_REFRESH_SKEW,
+};
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use endpoint::{default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT};
 pub use error::{Error, Malformed, OAuthErrorCode};

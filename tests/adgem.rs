@@ -1,0 +1,647 @@
+//! The AdGem `/v1/apps/tokens` contract (`seeds/adgem-apps-tokens.txt`), line by line,
+//! against a real local HTTP server. Each test names the seed line it checks.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer};
+use reqwest_middleware::ClientWithMiddleware;
+use reqwest_partner_auth::{
+    AdGem, AdGemAuth, AdGemCredentials, Error, Expiry, FetchContext, FetchReason, Malformed,
+    ManualClock, RetryPolicy, TokenSource, ADGEM_BASE_URL,
+};
+use serde_json::json;
+use url::Url;
+
+const TOKEN_PATH: &str = "/v1/apps/tokens";
+const OFFERS_PATH: &str = "/v1/offers";
+const OFFERS_QUERY: &str = "{ offers(player_id: \"user123\") { id name total_payout_usd } }";
+const PUB_ID: i64 = 12345;
+const APP_ID: i64 = 678;
+const CLIENT_ID: &str = "your-client-id";
+/// The sentinel secret: it must never show up in `Debug`, `Display` or errors.
+const CLIENT_SECRET: &str = common::SECRET;
+
+fn base(server: &MockServer) -> Url {
+    Url::parse(&server.base_url()).unwrap()
+}
+
+fn credentials() -> AdGemCredentials {
+    AdGemCredentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET)
+}
+
+/// An AdGem layer against the mock, on a manual clock, with three fast attempts.
+fn auth(server: &MockServer, clock: &ManualClock) -> AdGemAuth {
+    AdGemAuth::from_source(AdGem::with_base_url(credentials(), &base(server)))
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        })
+}
+
+fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
+    common::client(auth(server, clock))
+}
+
+fn json_response(status: u16, body: &str) -> HttpMockResponse {
+    HttpMockResponse::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .build()
+}
+
+/// The token endpoint as the contract describes it: only a `POST /v1/apps/tokens` with
+/// `Content-Type: application/json` and exactly the four documented fields, the ids as JSON
+/// integers and the client id and secret as strings (strict JSON equality), matches; a
+/// request that differs gets httpmock's 404. `respond(n)` answers the n-th call (1-based).
+async fn token_endpoint<'a>(
+    server: &'a MockServer,
+    respond: impl Fn(usize) -> HttpMockResponse + Send + Sync + 'static,
+) -> Mock<'a> {
+    let calls = AtomicUsize::new(0);
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(TOKEN_PATH)
+                .header("content-type", "application/json")
+                .json_body(json!({
+                    "adgem_pub_id": PUB_ID,
+                    "adgem_app_id": APP_ID,
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                }));
+            then.respond_with(move |_| respond(calls.fetch_add(1, Ordering::SeqCst) + 1));
+        })
+        .await
+}
+
+/// A token endpoint that hands out `tok-1`, `tok-2`, ... each valid `expires_in` seconds.
+async fn numbered_tokens(server: &MockServer, expires_in: u64) -> Mock<'_> {
+    token_endpoint(server, move |n| {
+        json_response(200, &common::token_body(&format!("tok-{n}"), expires_in))
+    })
+    .await
+}
+
+/// `POST /v1/offers` with the seed's GraphQL query: answers 401 when the bearer token is in
+/// `rejected`, else 200 with the `Authorization` values it received joined by `|`.
+async fn offers_api<'a>(server: &'a MockServer, rejected: &'static [&'static str]) -> Mock<'a> {
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(OFFERS_PATH)
+                .header("content-type", "application/json")
+                .json_body(json!({ "query": OFFERS_QUERY }));
+            then.respond_with(move |req: &HttpMockRequest| {
+                let auth: Vec<&str> = req
+                    .headers_vec()
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                if auth
+                    .iter()
+                    .any(|a| rejected.iter().any(|t| *a == format!("Bearer {t}")))
+                {
+                    return json_response(401, r#"{"error":"unauthorized"}"#);
+                }
+                HttpMockResponse::builder()
+                    .status(200)
+                    .body(auth.join("|"))
+                    .build()
+            });
+        })
+        .await
+}
+
+/// The offers query of the seed; returns the status and the `Authorization` the API saw.
+async fn query_offers(client: &ClientWithMiddleware, server: &MockServer) -> (u16, String) {
+    let res = client
+        .post(server.url(OFFERS_PATH))
+        .json(&json!({ "query": OFFERS_QUERY }))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// An offers query that must fail in the layer; returns the crate's error.
+async fn failing_offers(client: &ClientWithMiddleware, server: &MockServer) -> Error {
+    let err = client
+        .post(server.url(OFFERS_PATH))
+        .json(&json!({ "query": OFFERS_QUERY }))
+        .send()
+        .await
+        .unwrap_err();
+    Error::from_middleware(&err)
+        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
+        .clone()
+}
+
+/// adgem seed: `curl -X POST https://targeted-api.adgem.com/v1/apps/tokens -H "Content-Type:
+/// application/json" -d '{"adgem_pub_id": 0, "adgem_app_id": 0, "client_id": ...,
+/// "client_secret": ...}'` — the exact request the endpoint receives.
+#[tokio::test]
+async fn token_request_is_a_json_post_of_the_four_fields() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let _api = offers_api(&server, &[]).await;
+
+    let (status, _) = query_offers(&client(&server, &clock), &server).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        token.calls_async().await,
+        1,
+        "the exact-match mock answered"
+    );
+}
+
+/// adgem seed: Body Parameters table — "adgem_pub_id | integer", "adgem_app_id | integer",
+/// "client_id | string", "client_secret | string" — read back from the wire: four fields,
+/// the ids JSON integers (not strings), `Content-Type: application/json`.
+#[tokio::test]
+async fn token_request_ids_are_json_integers_on_the_wire() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let seen: Arc<Mutex<Vec<HttpMockRequest>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let _token = server
+        .mock_async(move |when, then| {
+            when.path(TOKEN_PATH);
+            then.respond_with(move |req: &HttpMockRequest| {
+                log.lock().unwrap().push(req.clone());
+                json_response(200, &common::token_body("tok-1", 3600))
+            });
+        })
+        .await;
+    let _api = offers_api(&server, &[]).await;
+
+    query_offers(&client(&server, &clock), &server).await;
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.method_str(), "POST");
+    assert_eq!(req.uri().path(), TOKEN_PATH);
+    assert_eq!(req.uri().query(), None, "no credentials in the URL");
+    let content_types: Vec<_> = req
+        .headers_vec()
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(content_types, ["application/json"]);
+    let body: serde_json::Value = serde_json::from_slice(req.body_ref()).unwrap();
+    let object = body.as_object().expect("a JSON object");
+    assert_eq!(object.len(), 4, "{body}");
+    assert_eq!(object["adgem_pub_id"].as_i64(), Some(PUB_ID), "{body}");
+    assert_eq!(object["adgem_app_id"].as_i64(), Some(APP_ID), "{body}");
+    assert_eq!(object["client_id"].as_str(), Some(CLIENT_ID));
+    assert_eq!(object["client_secret"].as_str(), Some(CLIENT_SECRET));
+}
+
+/// adgem seed: `curl -X POST https://targeted-api.adgem.com/v1/offers -H "Authorization:
+/// Bearer eyJ..." -d '{"query": "{ offers(player_id: \"user123\") { id name total_payout_usd } }"}'`
+/// — the offers call carries exactly one bearer header, its own body untouched.
+#[tokio::test]
+async fn offers_query_carries_the_bearer_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let api = offers_api(&server, &[]).await;
+
+    let (status, seen) = query_offers(&client(&server, &clock), &server).await;
+
+    assert_eq!((status, seen.as_str()), (200, "Bearer tok-1"));
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(api.calls_async().await, 1);
+}
+
+/// adgem seed: "expires_in | integer | Token validity duration in seconds" (3600) — with
+/// refresh-ahead off, the token is reused at 3540 s and replaced at 3575 s (inside the
+/// default 30 s skew), one fetch each.
+#[tokio::test]
+async fn one_hour_token_is_reused_then_refreshed_inside_the_skew() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let _api = offers_api(&server, &[]).await;
+    let client = common::client(auth(&server, &clock).refresh_ahead(0.0));
+
+    for _ in 0..4 {
+        assert_eq!(query_offers(&client, &server).await.1, "Bearer tok-1");
+    }
+    assert_eq!(token.calls_async().await, 1);
+
+    clock.advance(Duration::from_secs(3540));
+    assert_eq!(query_offers(&client, &server).await.1, "Bearer tok-1");
+    assert_eq!(token.calls_async().await, 1, "no fetch 60 s before expiry");
+
+    clock.advance(Duration::from_secs(35)); // 3575 s: inside the 30 s skew
+    assert_eq!(query_offers(&client, &server).await.1, "Bearer tok-2");
+    assert_eq!(
+        token.calls_async().await,
+        2,
+        "one new fetch inside the skew"
+    );
+}
+
+/// adgem seed: Success Response (200 OK) `{"access_token": "<your-jwt-token>", "token_type":
+/// "Bearer", "expires_in": 3600}` — the contract's own example is accepted as is.
+#[tokio::test]
+async fn contract_example_response_is_accepted() {
+    const EXAMPLE: &str = r#"{
+"access_token": "<your-jwt-token>",
+"token_type": "Bearer",
+"expires_in": 3600
+}"#;
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| json_response(200, EXAMPLE)).await;
+    let _api = offers_api(&server, &[]).await;
+
+    let source = AdGem::with_base_url(credentials(), &base(&server));
+    let parsed = source
+        .fetch(&FetchContext::new(FetchReason::Initial))
+        .await
+        .unwrap();
+    assert_eq!(parsed.expiry(), Expiry::In(Duration::from_secs(3600)));
+
+    let (status, seen) = query_offers(&client(&server, &clock), &server).await;
+    assert_eq!((status, seen.as_str()), (200, "Bearer <your-jwt-token>"));
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// adgem seed: "token_type | string | The type of token (always Bearer)" — any other
+/// `token_type` is refused as malformed; not retried.
+#[tokio::test]
+async fn a_token_type_other_than_bearer_is_malformed() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(
+            200,
+            r#"{"access_token":"t","token_type":"Basic","expires_in":3600}"#,
+        )
+    })
+    .await;
+
+    let err = failing_offers(&client(&server, &clock), &server).await;
+
+    assert!(
+        matches!(&err, Error::MalformedResponse(Malformed::InvalidField { field, .. }) if field == "token_type"),
+        "{err:?}"
+    );
+    assert_eq!(token.calls_async().await, 1);
+}
+
+/// adgem seed: "401 Unauthorized — Returned when the provided credentials are invalid."
+/// `{"error": "invalid_client", "error_description": "Invalid client credentials"}` —
+/// `Error::InvalidCredentials { message: "Invalid client credentials", code:
+/// Some("invalid_client") }`, not retried (exactly one hit).
+#[tokio::test]
+async fn invalid_client_401_is_a_credential_error_not_retried() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(
+            401,
+            r#"{"error": "invalid_client", "error_description": "Invalid client credentials"}"#,
+        )
+    })
+    .await;
+    let api = offers_api(&server, &[]).await;
+
+    let err = failing_offers(&client(&server, &clock), &server).await;
+
+    match &err {
+        Error::InvalidCredentials { message, code } => {
+            assert_eq!(message, "Invalid client credentials");
+            assert_eq!(code.as_deref(), Some("invalid_client"));
+        }
+        other => panic!("expected InvalidCredentials, got {other:?}"),
+    }
+    assert!(!err.is_transient());
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(clock.slept(), Duration::ZERO, "no backoff waited");
+    assert_eq!(api.calls_async().await, 0, "no API call without a token");
+}
+
+/// adgem seed: "500 Internal Server Error — Returned when an unexpected error occurs during
+/// token generation." `{"error": "server_error", "error_description": "An unexpected error
+/// occurred"}` — transient: retried (3 hits), then `Error::TokenEndpoint { status: 500, .. }`
+/// with the partner's description.
+#[tokio::test]
+async fn server_error_500_is_retried_then_reported() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(
+            500,
+            r#"{"error": "server_error", "error_description": "An unexpected error occurred"}"#,
+        )
+    })
+    .await;
+    let api = offers_api(&server, &[]).await;
+
+    let err = failing_offers(&client(&server, &clock), &server).await;
+
+    match &err {
+        Error::TokenEndpoint {
+            status, excerpt, ..
+        } => {
+            assert_eq!(status.as_u16(), 500);
+            assert_eq!(excerpt, "An unexpected error occurred");
+        }
+        other => panic!("expected TokenEndpoint, got {other:?}"),
+    }
+    assert!(err.is_transient());
+    assert_eq!(token.calls_async().await, 3);
+    assert!(
+        clock.slept() > Duration::ZERO,
+        "backed off between attempts"
+    );
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// adgem seed: "500 Internal Server Error" (`server_error`) — a 500 followed by a success is
+/// invisible to the caller: two hits, the call succeeds.
+#[tokio::test]
+async fn a_server_error_then_success_recovers() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |n| match n {
+        1 => json_response(
+            500,
+            r#"{"error": "server_error", "error_description": "An unexpected error occurred"}"#,
+        ),
+        _ => json_response(200, &common::token_body("tok-ok", 3600)),
+    })
+    .await;
+    let _api = offers_api(&server, &[]).await;
+
+    let (status, seen) = query_offers(&client(&server, &clock), &server).await;
+
+    assert_eq!((status, seen.as_str()), (200, "Bearer tok-ok"));
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// adgem seed: Success Response field table ("access_token | string", "expires_in |
+/// integer") — a 200 that does not carry them is `Error::MalformedResponse` with the right
+/// `Malformed` variant, and is not retried.
+#[tokio::test]
+async fn malformed_success_responses_are_typed() {
+    type Check = fn(&Malformed) -> bool;
+    let cases: [(&str, &str, &str, Check); 6] = [
+        (
+            "expires_in as object",
+            "application/json",
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":{"s":3600}}"#,
+            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "expires_in"),
+        ),
+        (
+            "access_token as number",
+            "application/json",
+            r#"{"access_token":42,"token_type":"Bearer","expires_in":3600}"#,
+            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "access_token"),
+        ),
+        (
+            "access_token missing",
+            "application/json",
+            r#"{"token_type":"Bearer","expires_in":3600}"#,
+            |m| matches!(m, Malformed::MissingField(f) if f == "access_token"),
+        ),
+        (
+            "html page",
+            "text/html",
+            "<html><head><title>502 Bad Gateway</title></head></html>",
+            |m| matches!(m, Malformed::Html),
+        ),
+        ("empty body", "application/json", "", |m| {
+            matches!(m, Malformed::EmptyBody)
+        }),
+        ("json array", "application/json", "[]", |m| {
+            matches!(m, Malformed::InvalidJson(_))
+        }),
+    ];
+    for (name, content_type, body, check) in cases {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let token = token_endpoint(&server, move |_| {
+            HttpMockResponse::builder()
+                .status(200)
+                .header("content-type", content_type)
+                .body(body)
+                .build()
+        })
+        .await;
+        let api = offers_api(&server, &[]).await;
+
+        let err = failing_offers(&client(&server, &clock), &server).await;
+
+        match &err {
+            Error::MalformedResponse(m) => assert!(check(m), "{name}: {m:?}"),
+            other => panic!("{name}: expected MalformedResponse, got {other:?}"),
+        }
+        assert_eq!(token.calls_async().await, 1, "{name}: not retried");
+        assert_eq!(api.calls_async().await, 0, "{name}");
+    }
+}
+
+/// adgem seed: Token Lifecycle "Refresh - When you receive a 401 response, request a new
+/// token" — the API rejects `tok-1`: the layer fetches `tok-2` and replays the offers query
+/// once; the caller sees the 200, and the token endpoint was hit exactly twice.
+#[tokio::test]
+async fn api_401_refreshes_the_token_and_replays_once() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let api = offers_api(&server, &["tok-1"]).await;
+
+    let (status, seen) = query_offers(&client(&server, &clock), &server).await;
+
+    assert_eq!((status, seen.as_str()), (200, "Bearer tok-2"));
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 2, "the body was replayed intact");
+}
+
+/// adgem seed: "Refresh - When you receive a 401 response, request a new token" — one
+/// replay, never more: a 401 for the new token too goes back to the caller.
+#[tokio::test]
+async fn api_401_after_the_replay_is_returned_as_is() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let api = offers_api(&server, &["tok-1", "tok-2", "tok-3"]).await;
+
+    let (status, _) = query_offers(&client(&server, &clock), &server).await;
+
+    assert_eq!(status, 401);
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 2);
+}
+
+/// adgem seed: "client_secret | string | Your application's client secret" — `Debug` of the
+/// credentials, source and middleware and the errors never contain the secret or the token.
+#[tokio::test]
+async fn debug_and_errors_never_show_the_secret() {
+    const TOKEN: &str = "SENTINEL-TOKEN-4b0e";
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let _token = token_endpoint(&server, |n| match n {
+        1 => json_response(200, &common::token_body(TOKEN, 3600)),
+        _ => json_response(
+            401,
+            &format!(
+                r#"{{"error":"invalid_client","error_description":"no client with secret {CLIENT_SECRET}"}}"#
+            ),
+        ),
+    })
+    .await;
+    let _api = offers_api(&server, &[TOKEN]).await;
+
+    let creds = credentials();
+    let source = AdGem::with_base_url(creds.clone(), &base(&server));
+    let mw = auth(&server, &clock);
+    let cache = mw.token_cache().clone();
+    let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
+    assert!(
+        before.contains(CLIENT_ID),
+        "the client id is not a secret: {before}"
+    );
+    assert!(before.contains(&PUB_ID.to_string()), "{before}");
+
+    let client = common::client(mw);
+    let err = client
+        .post(server.url(OFFERS_PATH))
+        .json(&json!({ "query": OFFERS_QUERY }))
+        .send()
+        .await
+        .unwrap_err();
+    let inner = Error::from_middleware(&err).unwrap();
+    assert!(
+        matches!(inner, Error::InvalidCredentials { code: Some(c), .. } if c == "invalid_client"),
+        "{inner:?}"
+    );
+
+    let after = format!("{cache:?} {client:?} {inner:?} {inner} {err} {err:?}");
+    for text in [&before, &after] {
+        assert!(!text.contains(CLIENT_SECRET), "secret leaked: {text}");
+        assert!(!text.contains(TOKEN), "token leaked: {text}");
+    }
+}
+
+/// adgem seed: "adgem_pub_id | integer | Yes", "adgem_app_id | integer | Yes" —
+/// `AdGemCredentials::from_env` reads `ADGEM_PUB_ID`, `ADGEM_APP_ID`, `ADGEM_CLIENT_ID` and
+/// `ADGEM_CLIENT_SECRET`; an id that is not an integer is `Error::Config` naming it. (All
+/// env-var checks of this file live in this one test: the environment is process-global.)
+#[tokio::test]
+async fn from_env_reads_the_documented_variables() {
+    const VARS: [&str; 4] = [
+        "ADGEM_PUB_ID",
+        "ADGEM_APP_ID",
+        "ADGEM_CLIENT_ID",
+        "ADGEM_CLIENT_SECRET",
+    ];
+    let config_error_naming = |var: &str| match AdGemCredentials::from_env() {
+        Err(Error::Config(m)) => assert!(m.contains(var), "{var}: {m}"),
+        other => panic!("{var}: expected Config, got {other:?}"),
+    };
+    for v in VARS {
+        std::env::remove_var(v);
+    }
+    config_error_naming("ADGEM_PUB_ID");
+
+    std::env::set_var("ADGEM_PUB_ID", "pub-7");
+    config_error_naming("ADGEM_PUB_ID");
+    std::env::set_var("ADGEM_PUB_ID", "4242");
+    config_error_naming("ADGEM_APP_ID");
+    std::env::set_var("ADGEM_APP_ID", "12.5");
+    config_error_naming("ADGEM_APP_ID");
+    std::env::set_var("ADGEM_APP_ID", "77");
+    config_error_naming("ADGEM_CLIENT_ID");
+    std::env::set_var("ADGEM_CLIENT_ID", "env-client-31c9");
+    config_error_naming("ADGEM_CLIENT_SECRET");
+    std::env::set_var("ADGEM_CLIENT_SECRET", "env-secret-31c9");
+
+    let creds = AdGemCredentials::from_env().unwrap();
+    let shown = format!("{creds:?}");
+    assert!(shown.contains("env-client-31c9"), "{shown}");
+    assert!(!shown.contains("env-secret-31c9"), "{shown}");
+
+    // The values read are the ones sent, the ids as JSON integers.
+    let server = MockServer::start_async().await;
+    let token = server
+        .mock_async(|when, then| {
+            when.method(POST).path(TOKEN_PATH).json_body(json!({
+                "adgem_pub_id": 4242,
+                "adgem_app_id": 77,
+                "client_id": "env-client-31c9",
+                "client_secret": "env-secret-31c9",
+            }));
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(common::token_body("tok-env", 3600));
+        })
+        .await;
+    AdGem::with_base_url(creds, &base(&server))
+        .fetch(&FetchContext::new(FetchReason::Initial))
+        .await
+        .unwrap();
+    assert_eq!(token.calls_async().await, 1);
+
+    for v in VARS {
+        std::env::remove_var(v);
+    }
+}
+
+/// adgem seed: "POST https://targeted-api.adgem.com/v1/apps/tokens" and "include it in the
+/// Authorization header of all requests to the Targeted API" (`https://targeted-api.adgem.com/v1/offers`)
+/// — the default token URL is the documented one and the token goes to that origin.
+#[test]
+fn default_host_is_the_documented_one() {
+    assert_eq!(ADGEM_BASE_URL, "https://targeted-api.adgem.com");
+    let source = AdGem::new(credentials());
+    assert_eq!(
+        source.token_url().as_str(),
+        "https://targeted-api.adgem.com/v1/apps/tokens"
+    );
+    let scope: Vec<String> = source
+        .default_scope()
+        .iter()
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    assert_eq!(scope, ["https://targeted-api.adgem.com"]);
+}
+
+/// adgem seed: "requests to the Targeted API" — a layer built with `AdGemAuth::new` is scoped
+/// to the AdGem host: a request to another origin (the mock) goes out without
+/// `Authorization` and costs no token fetch.
+#[tokio::test]
+async fn production_layer_leaves_other_origins_alone() {
+    let server = MockServer::start_async().await;
+    let api = offers_api(&server, &[]).await;
+    let mw = AdGemAuth::new(credentials());
+    let cache = mw.token_cache().clone();
+
+    let (status, seen) = query_offers(&common::client(mw), &server).await;
+
+    assert_eq!(
+        (status, seen.as_str()),
+        (200, ""),
+        "no Authorization header"
+    );
+    assert_eq!(api.calls_async().await, 1);
+    assert!(
+        format!("{cache:?}").contains("generation: None"),
+        "no token was fetched: {cache:?}"
+    );
+}

@@ -1,0 +1,694 @@
+//! The Targeter partner token contract (`seeds/targeter-partner-token.txt`), line by line,
+//! against a real local HTTP server. Each test names the seed line it checks.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer};
+use reqwest_middleware::ClientWithMiddleware;
+use reqwest_partner_auth::{
+    Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, RetryPolicy, Targeter,
+    TargeterAuth, TargeterCredentials, TokenSource, TARGETER_BASE_URL,
+};
+use serde_json::json;
+use url::Url;
+
+const TOKEN_PATH: &str = "/api/auth/token";
+const CAMPAIGN_PATH: &str = "/api/campaign";
+const API_KEY: &str = "YOUR_ISSUED_PARTNER_KEY";
+/// The sentinel secret: it must never show up in `Debug`, `Display` or errors.
+const API_SECRET: &str = common::SECRET;
+
+fn base(server: &MockServer) -> Url {
+    Url::parse(&server.base_url()).unwrap()
+}
+
+fn credentials() -> TargeterCredentials {
+    TargeterCredentials::new(API_KEY, API_SECRET)
+}
+
+/// A Targeter layer against the mock, on a manual clock, with three fast attempts.
+fn auth(server: &MockServer, clock: &ManualClock) -> TargeterAuth {
+    TargeterAuth::from_source(Targeter::with_base_url(credentials(), &base(server)))
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        })
+}
+
+fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
+    common::client(auth(server, clock))
+}
+
+fn json_response(status: u16, body: &str) -> HttpMockResponse {
+    HttpMockResponse::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .build()
+}
+
+/// The token endpoint as the contract describes it: only a `POST /api/auth/token` with
+/// `Content-Type: application/json` and exactly `{"api_key": "...", "api_secret": "..."}`
+/// (strict JSON equality: no other field, both strings) matches; a request that differs gets
+/// httpmock's 404. `respond(n)` answers the n-th matching call (1-based).
+async fn token_endpoint<'a>(
+    server: &'a MockServer,
+    respond: impl Fn(usize) -> HttpMockResponse + Send + Sync + 'static,
+) -> Mock<'a> {
+    let calls = AtomicUsize::new(0);
+    server
+        .mock_async(move |when, then| {
+            when.method(POST)
+                .path(TOKEN_PATH)
+                .header("content-type", "application/json")
+                .json_body(json!({ "api_key": API_KEY, "api_secret": API_SECRET }));
+            then.respond_with(move |_| respond(calls.fetch_add(1, Ordering::SeqCst) + 1));
+        })
+        .await
+}
+
+/// A token endpoint that hands out `tok-1`, `tok-2`, ... each valid `expires_in` seconds.
+async fn numbered_tokens(server: &MockServer, expires_in: u64) -> Mock<'_> {
+    token_endpoint(server, move |n| {
+        json_response(200, &common::token_body(&format!("tok-{n}"), expires_in))
+    })
+    .await
+}
+
+/// `POST /api/campaign`: answers 401 when the bearer token is in `rejected`, else 200 with
+/// the `Authorization` values it received joined by `|` (empty when there was none).
+async fn campaign_api<'a>(server: &'a MockServer, rejected: &'static [&'static str]) -> Mock<'a> {
+    server
+        .mock_async(move |when, then| {
+            when.method(POST).path(CAMPAIGN_PATH);
+            then.respond_with(move |req: &HttpMockRequest| {
+                let auth: Vec<&str> = req
+                    .headers_vec()
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                if auth
+                    .iter()
+                    .any(|a| rejected.iter().any(|t| *a == format!("Bearer {t}")))
+                {
+                    return json_response(401, r#"{"error":"Token expired"}"#);
+                }
+                HttpMockResponse::builder()
+                    .status(200)
+                    .body(auth.join("|"))
+                    .build()
+            });
+        })
+        .await
+}
+
+/// One campaign call; returns the status and the `Authorization` the API saw.
+async fn call_campaign(client: &ClientWithMiddleware, server: &MockServer) -> (u16, String) {
+    let res = client
+        .post(server.url(CAMPAIGN_PATH))
+        .json(&json!({ "name": "spring" }))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// One campaign call that must fail in the layer; returns the crate's error.
+async fn failing_campaign(client: &ClientWithMiddleware, server: &MockServer) -> Error {
+    let err = client
+        .post(server.url(CAMPAIGN_PATH))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap_err();
+    Error::from_middleware(&err)
+        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
+        .clone()
+}
+
+/// targeter seed: `curl -X POST "https://storhaug.targeter.tech/api/auth/token"
+/// -H "Content-Type: application/json" -d '{"api_key": "YOUR_ISSUED_PARTNER_KEY",
+/// "api_secret": "YOUR_ISSUED_PARTNER_SECRET"}'` — the exact request the endpoint receives.
+#[tokio::test]
+async fn token_request_is_a_json_post_of_key_and_secret() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let seen: Arc<Mutex<Vec<HttpMockRequest>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let token = token_endpoint(&server, move |_| {
+        json_response(200, &common::token_body("tok-1", 3600))
+    })
+    .await;
+    // A second mock on the same route records what arrived (the exact-match one wins).
+    let _recorder = server
+        .mock_async(move |when, then| {
+            when.path(TOKEN_PATH);
+            then.respond_with(move |req: &HttpMockRequest| {
+                log.lock().unwrap().push(req.clone());
+                HttpMockResponse::builder().status(404).build()
+            });
+        })
+        .await;
+    let _api = campaign_api(&server, &[]).await;
+
+    let (status, _) = call_campaign(&client(&server, &clock), &server).await;
+
+    assert_eq!(status, 200);
+    assert_eq!(
+        token.calls_async().await,
+        1,
+        "the exact-match mock answered"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing else reached the token path"
+    );
+}
+
+/// targeter seed: "Content-Type: application/json" and the two body parameters "API key
+/// issued for your partnership" / "API secret issued for your partnership" — read back from
+/// the wire: method, header, and a body that is a JSON object of exactly two strings.
+#[tokio::test]
+async fn token_request_body_has_exactly_two_string_fields() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let seen: Arc<Mutex<Vec<HttpMockRequest>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let _token = server
+        .mock_async(move |when, then| {
+            when.path(TOKEN_PATH);
+            then.respond_with(move |req: &HttpMockRequest| {
+                log.lock().unwrap().push(req.clone());
+                json_response(200, &common::token_body("tok-1", 3600))
+            });
+        })
+        .await;
+    let _api = campaign_api(&server, &[]).await;
+
+    call_campaign(&client(&server, &clock), &server).await;
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let req = &seen[0];
+    assert_eq!(req.method_str(), "POST");
+    assert_eq!(req.uri().path(), TOKEN_PATH);
+    assert_eq!(req.uri().query(), None, "no credentials in the URL");
+    let content_types: Vec<_> = req
+        .headers_vec()
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(content_types, ["application/json"]);
+    let body: serde_json::Value = serde_json::from_slice(req.body_ref()).unwrap();
+    let object = body.as_object().expect("a JSON object");
+    assert_eq!(object.len(), 2, "{body}");
+    assert_eq!(object["api_key"], json!(API_KEY));
+    assert_eq!(object["api_secret"], json!(API_SECRET));
+}
+
+/// targeter seed: `curl -X POST "https://storhaug.targeter.tech/api/campaign"
+/// -H "Authorization: Bearer YOUR_JWT_TOKEN"` — the API call carries exactly one bearer header.
+#[tokio::test]
+async fn campaign_call_carries_the_bearer_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let api = campaign_api(&server, &[]).await;
+
+    let (status, seen) = call_campaign(&client(&server, &clock), &server).await;
+
+    assert_eq!((status, seen.as_str()), (200, "Bearer tok-1"));
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(api.calls_async().await, 1);
+}
+
+/// targeter seed: "Token validity in seconds (3600 = 1 hour)" and "Storage: Store tokens
+/// securely and refresh them before expiration" — with refresh-ahead off, the token is reused
+/// at 3540 s and replaced at 3575 s (inside the default 30 s skew), one fetch each.
+#[tokio::test]
+async fn one_hour_token_is_reused_then_refreshed_inside_the_skew() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let _api = campaign_api(&server, &[]).await;
+    let client = common::client(auth(&server, &clock).refresh_ahead(0.0));
+
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-1");
+    for _ in 0..3 {
+        assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-1");
+    }
+    assert_eq!(token.calls_async().await, 1);
+
+    clock.advance(Duration::from_secs(3540));
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-1");
+    assert_eq!(token.calls_async().await, 1, "no fetch 60 s before expiry");
+
+    clock.advance(Duration::from_secs(35)); // 3575 s: inside the 30 s skew
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-2");
+    assert_eq!(
+        token.calls_async().await,
+        2,
+        "one new fetch inside the skew"
+    );
+}
+
+/// targeter seed: "Refresh: You must obtain a new token when the current one expires" — with
+/// the default refresh-ahead, a call late in the hour still goes out with the current token
+/// while one background refresh runs; by the skew the new token is used: two fetches in all.
+#[tokio::test]
+async fn default_refresh_ahead_serves_the_current_token_meanwhile() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let _api = campaign_api(&server, &[]).await;
+    let client = client(&server, &clock);
+
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-1");
+    clock.advance(Duration::from_secs(2000));
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-1");
+    assert_eq!(token.calls_async().await, 1, "no fetch before the last 20%");
+
+    clock.advance(Duration::from_secs(1540)); // 3540 s: refresh-ahead window
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-1");
+
+    clock.advance(Duration::from_secs(35)); // 3575 s: inside the skew
+    assert_eq!(call_campaign(&client, &server).await.1, "Bearer tok-2");
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// targeter seed: Example Response `{"access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+/// "token_type": "Bearer", "expires_in": 3600}` — the contract's own example is accepted as is.
+#[tokio::test]
+async fn contract_example_response_is_accepted() {
+    const EXAMPLE: &str = r#"{
+"access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+"token_type": "Bearer",
+"expires_in": 3600
+}"#;
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| json_response(200, EXAMPLE)).await;
+    let _api = campaign_api(&server, &[]).await;
+
+    let source = Targeter::with_base_url(credentials(), &base(&server));
+    let parsed = source
+        .fetch(&FetchContext::new(FetchReason::Initial))
+        .await
+        .unwrap();
+    assert_eq!(parsed.expiry(), Expiry::In(Duration::from_secs(3600)));
+
+    let (status, seen) = call_campaign(&client(&server, &clock), &server).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen, "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...");
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// targeter seed: "Token type (always “Bearer”)" — any other `token_type` is refused as
+/// malformed rather than sent as a bearer token; not retried.
+#[tokio::test]
+async fn a_token_type_other_than_bearer_is_malformed() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(
+            200,
+            r#"{"access_token":"t","token_type":"MAC","expires_in":3600}"#,
+        )
+    })
+    .await;
+    let api = campaign_api(&server, &[]).await;
+
+    let err = failing_campaign(&client(&server, &clock), &server).await;
+
+    assert!(
+        matches!(&err, Error::MalformedResponse(Malformed::InvalidField { field, .. }) if field == "token_type"),
+        "{err:?}"
+    );
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// targeter seed: "400 - Invalid request body" `{"error": "Invalid request body"}` —
+/// `Error::InvalidCredentials` with the partner's message, not retried (exactly one hit).
+#[tokio::test]
+async fn invalid_request_body_400_is_a_credential_error_not_retried() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(400, r#"{"error": "Invalid request body"}"#)
+    })
+    .await;
+    let api = campaign_api(&server, &[]).await;
+
+    let err = failing_campaign(&client(&server, &clock), &server).await;
+
+    match &err {
+        Error::InvalidCredentials { message, .. } => assert_eq!(message, "Invalid request body"),
+        other => panic!("expected InvalidCredentials, got {other:?}"),
+    }
+    assert!(!err.is_transient());
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(api.calls_async().await, 0, "no API call without a token");
+}
+
+/// targeter seed: "401 - Invalid API credentials" `{"error": "Invalid API credentials"}` —
+/// `Error::InvalidCredentials` with the partner's message, not retried (exactly one hit).
+#[tokio::test]
+async fn invalid_api_credentials_401_is_a_credential_error_not_retried() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(401, r#"{"error": "Invalid API credentials"}"#)
+    })
+    .await;
+    let api = campaign_api(&server, &[]).await;
+
+    let err = failing_campaign(&client(&server, &clock), &server).await;
+
+    match &err {
+        Error::InvalidCredentials { message, .. } => {
+            assert_eq!(message, "Invalid API credentials")
+        }
+        other => panic!("expected InvalidCredentials, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "invalid credentials: Invalid API credentials"
+    );
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(clock.slept(), Duration::ZERO, "no backoff waited");
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// targeter seed: "500 - Internal server error" `{"error": "Internal server error"}` —
+/// transient: retried (3 hits with `max_attempts: 3`, backing off on the clock), then
+/// `Error::TokenEndpoint { status: 500, .. }` carrying the partner's message.
+#[tokio::test]
+async fn internal_server_error_500_is_retried_then_reported() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |_| {
+        json_response(500, r#"{"error": "Internal server error"}"#)
+    })
+    .await;
+    let api = campaign_api(&server, &[]).await;
+
+    let err = failing_campaign(&client(&server, &clock), &server).await;
+
+    match &err {
+        Error::TokenEndpoint {
+            status, excerpt, ..
+        } => {
+            assert_eq!(status.as_u16(), 500);
+            assert_eq!(excerpt, "Internal server error");
+        }
+        other => panic!("expected TokenEndpoint, got {other:?}"),
+    }
+    assert!(err.is_transient());
+    assert_eq!(token.calls_async().await, 3);
+    assert!(
+        clock.slept() > Duration::ZERO,
+        "backed off between attempts"
+    );
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// targeter seed: "500 - Internal server error" — a 500 followed by a success is invisible
+/// to the caller: two hits, the call succeeds with the token of the second answer.
+#[tokio::test]
+async fn a_500_then_success_recovers() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, |n| match n {
+        1 => json_response(500, r#"{"error": "Internal server error"}"#),
+        _ => json_response(200, &common::token_body("tok-ok", 3600)),
+    })
+    .await;
+    let _api = campaign_api(&server, &[]).await;
+
+    let (status, seen) = call_campaign(&client(&server, &clock), &server).await;
+
+    assert_eq!((status, seen.as_str()), (200, "Bearer tok-ok"));
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// targeter seed: Success Response (200) "JWT token to be used in Authorization header" /
+/// "Token validity in seconds" — a 200 that does not carry them is `Error::MalformedResponse`
+/// with the right `Malformed` variant, and is not retried.
+#[tokio::test]
+async fn malformed_success_responses_are_typed() {
+    type Check = fn(&Malformed) -> bool;
+    let cases: [(&str, &str, &str, Check); 7] = [
+        (
+            "expires_in as object",
+            "application/json",
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":{"secs":3600}}"#,
+            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "expires_in"),
+        ),
+        (
+            "expires_in as text",
+            "application/json",
+            r#"{"access_token":"t","token_type":"Bearer","expires_in":"an hour"}"#,
+            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "expires_in"),
+        ),
+        (
+            "access_token as number",
+            "application/json",
+            r#"{"access_token":12345,"token_type":"Bearer","expires_in":3600}"#,
+            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "access_token"),
+        ),
+        (
+            "access_token missing",
+            "application/json",
+            r#"{"token_type":"Bearer","expires_in":3600}"#,
+            |m| matches!(m, Malformed::MissingField(f) if f == "access_token"),
+        ),
+        (
+            "html page",
+            "text/html; charset=utf-8",
+            "<!DOCTYPE html><html><body>Maintenance</body></html>",
+            |m| matches!(m, Malformed::Html),
+        ),
+        ("empty body", "application/json", "", |m| {
+            matches!(m, Malformed::EmptyBody)
+        }),
+        ("not json", "application/json", "{\"access_token\":", |m| {
+            matches!(m, Malformed::InvalidJson(_))
+        }),
+    ];
+    for (name, content_type, body, check) in cases {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let token = token_endpoint(&server, move |_| {
+            HttpMockResponse::builder()
+                .status(200)
+                .header("content-type", content_type)
+                .body(body)
+                .build()
+        })
+        .await;
+        let api = campaign_api(&server, &[]).await;
+
+        let err = failing_campaign(&client(&server, &clock), &server).await;
+
+        match &err {
+            Error::MalformedResponse(m) => assert!(check(m), "{name}: {m:?}"),
+            other => panic!("{name}: expected MalformedResponse, got {other:?}"),
+        }
+        assert_eq!(token.calls_async().await, 1, "{name}: not retried");
+        assert_eq!(api.calls_async().await, 0, "{name}");
+    }
+}
+
+/// targeter seed: "Refresh: You must obtain a new token when the current one expires" — the
+/// API rejects `tok-1` with a 401: the layer fetches `tok-2` and replays once; the caller
+/// sees the 200, and the token endpoint was hit exactly twice.
+#[tokio::test]
+async fn api_401_refreshes_the_token_and_replays_once() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let api = campaign_api(&server, &["tok-1"]).await;
+
+    let (status, seen) = call_campaign(&client(&server, &clock), &server).await;
+
+    assert_eq!((status, seen.as_str()), (200, "Bearer tok-2"));
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 2);
+}
+
+/// targeter seed: "Refresh: You must obtain a new token when the current one expires" — a
+/// second 401 after the replay goes back to the caller: one replay, never more.
+#[tokio::test]
+async fn api_401_after_the_replay_is_returned_as_is() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_tokens(&server, 3600).await;
+    let api = campaign_api(&server, &["tok-1", "tok-2", "tok-3"]).await;
+
+    let (status, _) = call_campaign(&client(&server, &clock), &server).await;
+
+    assert_eq!(status, 401);
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 2);
+}
+
+/// targeter seed: "Security: Never expose your issued API secret in client-side code" —
+/// `Debug` of the credentials, source and middleware (before and after a fetch) and the
+/// errors never contain the secret or the token.
+#[tokio::test]
+async fn debug_and_errors_never_show_the_secret() {
+    const TOKEN: &str = "SENTINEL-TOKEN-91ac";
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let _token = token_endpoint(&server, |n| match n {
+        1 => json_response(200, &common::token_body(TOKEN, 3600)),
+        // An endpoint that echoes the secret back in its error message.
+        _ => json_response(
+            401,
+            &format!(r#"{{"error":"Invalid API credentials: {API_SECRET}"}}"#),
+        ),
+    })
+    .await;
+    let _api = campaign_api(&server, &[TOKEN]).await;
+
+    let creds = credentials();
+    let source = Targeter::with_base_url(creds.clone(), &base(&server));
+    let mw = auth(&server, &clock);
+    let cache = mw.token_cache().clone();
+    let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
+    assert!(
+        before.contains(API_KEY),
+        "the key is not a secret: {before}"
+    );
+
+    // tok fetched, rejected by the API, and the refresh fails with the echoing 401.
+    let client = common::client(mw);
+    let err = client
+        .post(server.url(CAMPAIGN_PATH))
+        .send()
+        .await
+        .unwrap_err();
+    let inner = Error::from_middleware(&err).unwrap();
+    assert!(
+        matches!(inner, Error::InvalidCredentials { .. }),
+        "{inner:?}"
+    );
+
+    let after = format!("{cache:?} {client:?} {inner:?} {inner} {err} {err:?}");
+    for text in [&before, &after] {
+        assert!(!text.contains(API_SECRET), "secret leaked: {text}");
+        assert!(!text.contains(TOKEN), "token leaked: {text}");
+    }
+}
+
+/// targeter seed: "Credentials: Only use API credentials issued specifically to your approved
+/// partnership" — `TargeterCredentials::from_env` reads `TARGETER_API_KEY` and
+/// `TARGETER_API_SECRET`, and names the missing one. (All env-var checks of this file live
+/// in this one test: the environment is process-global.)
+#[tokio::test]
+async fn from_env_reads_the_documented_variables() {
+    std::env::remove_var("TARGETER_API_KEY");
+    std::env::remove_var("TARGETER_API_SECRET");
+    match TargeterCredentials::from_env() {
+        Err(Error::Config(m)) => assert!(m.contains("TARGETER_API_KEY"), "{m}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+
+    std::env::set_var("TARGETER_API_KEY", "env-key-5e2b");
+    match TargeterCredentials::from_env() {
+        Err(Error::Config(m)) => assert!(m.contains("TARGETER_API_SECRET"), "{m}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+
+    std::env::set_var("TARGETER_API_SECRET", "env-secret-5e2b");
+    let creds = TargeterCredentials::from_env().unwrap();
+    let shown = format!("{creds:?}");
+    assert!(shown.contains("env-key-5e2b"), "{shown}");
+    assert!(!shown.contains("env-secret-5e2b"), "{shown}");
+
+    // The values read are the ones sent.
+    let server = MockServer::start_async().await;
+    let token = server
+        .mock_async(|when, then| {
+            when.method(POST)
+                .path(TOKEN_PATH)
+                .json_body(json!({ "api_key": "env-key-5e2b", "api_secret": "env-secret-5e2b" }));
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(common::token_body("tok-env", 3600));
+        })
+        .await;
+    let source = Targeter::with_base_url(creds, &base(&server));
+    source
+        .fetch(&FetchContext::new(FetchReason::Initial))
+        .await
+        .unwrap();
+    assert_eq!(token.calls_async().await, 1);
+
+    std::env::remove_var("TARGETER_API_KEY");
+    std::env::remove_var("TARGETER_API_SECRET");
+}
+
+/// targeter seed: `curl -X POST "https://storhaug.targeter.tech/api/auth/token"` and
+/// `curl -X POST "https://storhaug.targeter.tech/api/campaign"` — the default token URL is
+/// the documented one and the token goes to that origin.
+#[test]
+fn default_host_is_the_documented_one() {
+    assert_eq!(TARGETER_BASE_URL, "https://storhaug.targeter.tech");
+    let source = Targeter::new(credentials());
+    assert_eq!(
+        source.token_url().as_str(),
+        "https://storhaug.targeter.tech/api/auth/token"
+    );
+    let scope: Vec<String> = source
+        .default_scope()
+        .iter()
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+    assert_eq!(scope, ["https://storhaug.targeter.tech"]);
+}
+
+/// targeter seed: "these are for server-to-server communication only" — a layer built with
+/// `TargeterAuth::new(credentials)` is scoped to the Targeter host: a request to another
+/// origin (the mock) goes out without `Authorization` and costs no token fetch.
+#[tokio::test]
+async fn production_layer_leaves_other_origins_alone() {
+    let server = MockServer::start_async().await;
+    let api = campaign_api(&server, &[]).await;
+    let mw = TargeterAuth::new(credentials());
+    let cache = mw.token_cache().clone();
+
+    let (status, seen) = call_campaign(&common::client(mw), &server).await;
+
+    assert_eq!(
+        (status, seen.as_str()),
+        (200, ""),
+        "no Authorization header"
+    );
+    assert_eq!(api.calls_async().await, 1);
+    assert!(
+        format!("{cache:?}").contains("generation: None"),
+        "no token was fetched: {cache:?}"
+    );
+}
+
+/// targeter seed: "JWT token to be used in Authorization header" — a token endpoint path
+/// below a base path keeps it (`https://host/sandbox` → `/sandbox/api/auth/token`).
+#[test]
+fn base_url_with_a_path_keeps_it() {
+    let base = Url::parse("https://sandbox.targeter.example/sandbox/").unwrap();
+    let source = Targeter::with_base_url(credentials(), &base);
+    assert_eq!(
+        source.token_url().as_str(),
+        "https://sandbox.targeter.example/sandbox/api/auth/token"
+    );
+}
