@@ -230,6 +230,12 @@ impl<S: TokenSource> TokenCache<S> {
         Arc::make_mut(&mut self.config)
     }
 
+    /// The generation of the cached token (1 for the first token fetched), or `None` when
+    /// no token is cached.
+    pub fn generation(&self) -> Option<u64> {
+        self.state.current.load().as_ref().map(|e| e.generation)
+    }
+
     /// The source this cache fetches from.
     pub fn source(&self) -> &S {
         &self.state.source

@@ -133,6 +133,13 @@ impl ErrorShape {
         self
     }
 
+    /// The JSON field holding a machine-readable error code (default `error`), or `None` for
+    /// partners whose `error` field is a human-readable message.
+    pub fn code_field(mut self, field: Option<&str>) -> Self {
+        self.code_field = field.map(str::to_owned);
+        self
+    }
+
     /// The JSON fields holding a human-readable message, first present wins. Default
     /// `error_description`, `error`, `message`.
     pub fn message_fields(mut self, fields: &[&str]) -> Self {
@@ -305,6 +312,11 @@ pub(crate) fn parse_success(
                 });
             }
             let text = std::str::from_utf8(body).map_err(|_| Error::malformed(Malformed::NotUtf8))?;
+            // CR, LF and other controls first: they are a header-injection attempt, not a
+            // token with spaces.
+            if text.trim().contains(char::is_control) {
+                return bad(Malformed::IllegalHeaderValue);
+            }
             if text.trim().contains(char::is_whitespace) {
                 return bad(Malformed::InvalidField {
                     field: "token".into(),

@@ -119,11 +119,15 @@ impl Token {
     pub(crate) fn lifetime_at(&self, now: SystemTime) -> Option<Duration> {
         match self.expiry {
             Expiry::In(d) => Some(d),
-            Expiry::At(t) => Some(
-                t.duration_since(now)
-                    .unwrap_or(Duration::ZERO)
-                    .min(MAX_TOKEN_LIFETIME),
-            ),
+            Expiry::At(t) => match t.duration_since(now) {
+                Ok(left) if !left.is_zero() => Some(left.min(MAX_TOKEN_LIFETIME)),
+                // Already expired on arrival: the clocks disagree. Fetching again would give
+                // the same answer on every request, so use it until the API rejects it.
+                _ => {
+                    tracing::warn!("token expiry (jwt exp) is already past; using it until a 401");
+                    None
+                }
+            },
             Expiry::Unknown => None,
         }
     }

@@ -689,3 +689,35 @@ async fn lifetime_shorter_than_skew_does_not_loop() {
     assert_eq!(token.calls_async().await, 2);
     assert_eq!(new.calls_async().await, 10);
 }
+
+/// Issue 2, behaviour 14: a JWT whose `exp` is already past when it arrives (the partner's
+/// clock and ours disagree) is used until a 401, not fetched again on every request.
+#[tokio::test]
+async fn jwt_expired_on_arrival_is_used_until_a_401_without_a_fetch_loop() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let expired = common::jwt_with_claims(r#"{"sub":"x","exp":1637242869}"#);
+    let fresh = common::jwt_expiring_in(clock.system_now(), 3600);
+    let (e, f) = (expired.clone(), fresh.clone());
+    let token = token_mock_seq(&server, Duration::ZERO, move |n| {
+        let t = if n == 1 { &e } else { &f };
+        format!(r#"{{"access_token":"{t}","token_type":"Bearer"}}"#)
+    })
+    .await;
+    let accepted = api_mock(&server, &expired, 200).await;
+    let client = client(middleware(&server, &clock));
+
+    for _ in 0..10 {
+        get_ok(&client, &server).await;
+    }
+    assert_eq!(token.calls_async().await, 1, "no fetch per request");
+    assert_eq!(accepted.calls_async().await, 10);
+
+    accepted.delete_async().await;
+    let rejected = api_mock(&server, &expired, 401).await;
+    let new = api_mock(&server, &fresh, 200).await;
+    get_ok(&client, &server).await;
+    assert_eq!(rejected.calls_async().await, 1);
+    assert_eq!(new.calls_async().await, 1);
+    assert_eq!(token.calls_async().await, 2);
+}

@@ -354,9 +354,11 @@ async fn contract_example_response_is_accepted() {
     assert_eq!(seen, format!("Bearer {access}"));
     assert_eq!(token.calls_async().await, 2);
 
-    // Its exp lies in 2021: "has to be regenerated once expired", so it is not reused.
+    // Its exp lies in 2021, already past on arrival: the clocks disagree, and fetching on
+    // every request would get the same answer. It is used until the API rejects it.
     call_api(&client, &server).await;
-    assert_eq!(token.calls_async().await, 3);
+    call_api(&client, &server).await;
+    assert_eq!(token.calls_async().await, 2);
 }
 
 /// setu seed: "refreshToken functionality will be enabled soon and can be ignored until

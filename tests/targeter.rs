@@ -351,7 +351,10 @@ async fn invalid_request_body_400_is_a_credential_error_not_retried() {
     let err = failing_campaign(&client(&server, &clock), &server).await;
 
     match &err {
-        Error::InvalidCredentials { message, .. } => assert_eq!(message, "Invalid request body"),
+        Error::InvalidCredentials { message, code } => {
+            assert_eq!(message, "Invalid request body");
+            assert_eq!(*code, None, "Targeter's `error` is a message, not a code");
+        }
         other => panic!("expected InvalidCredentials, got {other:?}"),
     }
     assert!(!err.is_transient());
@@ -374,8 +377,9 @@ async fn invalid_api_credentials_401_is_a_credential_error_not_retried() {
     let err = failing_campaign(&client(&server, &clock), &server).await;
 
     match &err {
-        Error::InvalidCredentials { message, .. } => {
-            assert_eq!(message, "Invalid API credentials")
+        Error::InvalidCredentials { message, code } => {
+            assert_eq!(message, "Invalid API credentials");
+            assert_eq!(*code, None, "Targeter's `error` is a message, not a code");
         }
         other => panic!("expected InvalidCredentials, got {other:?}"),
     }
@@ -676,7 +680,7 @@ async fn production_layer_leaves_other_origins_alone() {
     );
     assert_eq!(api.calls_async().await, 1);
     assert!(
-        format!("{cache:?}").contains("generation: None"),
+        cache.generation().is_none(),
         "no token was fetched: {cache:?}"
     );
 }

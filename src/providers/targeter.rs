@@ -80,7 +80,8 @@ impl Targeter {
                     .with_expires_in("expires_in")
                     .with_token_type("token_type"),
             )
-            .errors(ErrorShape::default())
+            // `{"error": "Invalid API credentials"}`: a message, not a code.
+            .errors(ErrorShape::default().code_field(None))
             .scope_to(base);
         Self { inner }
     }
