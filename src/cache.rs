@@ -108,6 +108,11 @@ impl Lease {
         &self.header
     }
 
+    /// The `Authorization` header value, by value.
+    pub fn into_header_value(self) -> HeaderValue {
+        self.header
+    }
+
     /// The generation of the token; pass it to [`TokenCache::reject`].
     pub fn generation(&self) -> u64 {
         self.generation
@@ -226,8 +231,39 @@ impl<S: TokenSource> TokenCache<S> {
         }
     }
 
-    pub(crate) fn config_mut(&mut self) -> &mut CacheConfig {
+    fn config_mut(&mut self) -> &mut CacheConfig {
         Arc::make_mut(&mut self.config)
+    }
+
+    /// How long before expiry requests stop using a token and wait for a new one.
+    /// Default [`DEFAULT_REFRESH_SKEW`].
+    pub fn refresh_skew(mut self, skew: Duration) -> Self {
+        self.config_mut().skew = skew;
+        self
+    }
+
+    /// The share of the lifetime (0.0 to 1.0, counted back from expiry) in which a background
+    /// refresh runs while requests keep using the current token. Default
+    /// [`DEFAULT_REFRESH_AHEAD`]; 0 turns refresh-ahead off.
+    pub fn refresh_ahead(mut self, share: f64) -> Self {
+        self.config_mut().refresh_ahead = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// How transient token-endpoint failures are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.config_mut().retry = policy;
+        self
+    }
+
+    /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.config_mut().clock = clock;
+        self
     }
 
     /// The generation of the cached token (1 for the first token fetched), or `None` when

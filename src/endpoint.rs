@@ -81,6 +81,11 @@ impl Param {
         Self::Text(value.into())
     }
 
+    /// An integer parameter (a JSON number in [`Encoding::Json`]).
+    pub fn integer(value: i64) -> Self {
+        Self::Integer(value)
+    }
+
     /// A secret string parameter.
     pub fn secret(value: impl Into<String>) -> Self {
         Self::Secret(SecretString::from(value.into()))

@@ -106,9 +106,16 @@ impl<S: TokenSource> AuthMiddleware<S> {
     /// A middleware for `source`, scoped to the source's
     /// [`default_scope`](TokenSource::default_scope).
     pub fn from_source(source: S) -> Self {
-        let scope = Scope::from_urls(&source.default_scope());
+        Self::from_cache(TokenCache::new(source))
+    }
+
+    /// A middleware over an existing cache, scoped to its source's
+    /// [`default_scope`](TokenSource::default_scope). Clones of one cache share the token,
+    /// so several clients (or middleware stacks) can share one token and one refresh.
+    pub fn from_cache(cache: TokenCache<S>) -> Self {
+        let scope = Scope::from_urls(&cache.source().default_scope());
         Self {
-            cache: TokenCache::new(source),
+            cache,
             scope,
             allow_insecure_http: false,
             replay: true,
@@ -123,33 +130,29 @@ impl<S: TokenSource> AuthMiddleware<S> {
     }
 
     /// How long before expiry requests stop using a token and wait for a new one.
-    /// Default [`DEFAULT_REFRESH_SKEW`](crate::DEFAULT_REFRESH_SKEW).
+    /// Default [`DEFAULT_REFRESH_SKEW`](crate::DEFAULT_REFRESH_SKEW). See
+    /// [`TokenCache::refresh_skew`].
     pub fn refresh_skew(mut self, skew: Duration) -> Self {
-        self.cache.config_mut().skew = skew;
+        self.cache = self.cache.refresh_skew(skew);
         self
     }
 
-    /// The share of the lifetime (0.0 to 1.0, counted back from expiry) in which a background
-    /// refresh runs while requests keep using the current token. Default
-    /// [`DEFAULT_REFRESH_AHEAD`](crate::DEFAULT_REFRESH_AHEAD); 0 turns refresh-ahead off.
+    /// The share of the lifetime in which a background refresh runs. See
+    /// [`TokenCache::refresh_ahead`].
     pub fn refresh_ahead(mut self, share: f64) -> Self {
-        self.cache.config_mut().refresh_ahead = if share.is_finite() {
-            share.clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
+        self.cache = self.cache.refresh_ahead(share);
         self
     }
 
     /// How transient token-endpoint failures are retried.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.cache.config_mut().retry = policy;
+        self.cache = self.cache.retry_policy(policy);
         self
     }
 
     /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::ManualClock)).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.cache.config_mut().clock = clock;
+        self.cache = self.cache.clock(clock);
         self
     }
 
@@ -180,10 +183,13 @@ impl<S: TokenSource> AuthMiddleware<S> {
     }
 }
 
-/// Puts the lease's header on the request, replacing any earlier one (never appending).
-fn authorize(req: &mut Request, lease: &Lease) {
+/// Puts the lease's header on the request, replacing any earlier one (never appending), and
+/// returns the generation it belongs to.
+fn authorize(req: &mut Request, lease: Lease) -> u64 {
+    let generation = lease.generation();
     req.headers_mut()
-        .insert(AUTHORIZATION, lease.header_value().clone());
+        .insert(AUTHORIZATION, lease.into_header_value());
+    generation
 }
 
 /// Refuses plain `http://` to non-loopback hosts unless allowed.
@@ -209,8 +215,7 @@ impl<S: TokenSource> Middleware for AuthMiddleware<S> {
         }
         check_transport(req.url(), self.allow_insecure_http)?;
 
-        let lease = self.cache.token().await?;
-        authorize(&mut req, &lease);
+        let generation = authorize(&mut req, self.cache.token().await?);
         let replay = if self.replay && extensions.get::<NoReplay>().is_none() {
             req.try_clone()
         } else {
@@ -223,13 +228,12 @@ impl<S: TokenSource> Middleware for AuthMiddleware<S> {
         }
         let Some(mut replay) = replay else {
             // No copy to replay: the caller gets the rejection, the next request a new token.
-            self.cache.invalidate(lease.generation());
+            self.cache.invalidate(generation);
             return Ok(response);
         };
         tracing::debug!(status = %response.status(), "api rejected the token; refreshing and replaying once");
         drop(response);
-        let lease = self.cache.reject(lease.generation()).await?;
-        authorize(&mut replay, &lease);
+        authorize(&mut replay, self.cache.reject(generation).await?);
         next.run(replay, extensions).await
     }
 }

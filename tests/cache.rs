@@ -721,3 +721,31 @@ async fn jwt_expired_on_arrival_is_used_until_a_401_without_a_fetch_loop() {
     assert_eq!(new.calls_async().await, 1);
     assert_eq!(token.calls_async().await, 2);
 }
+
+/// `AuthMiddleware::from_cache`: two clients built over clones of one configured
+/// `TokenCache` share its token: one fetch for both, and the cache's own settings (clock)
+/// apply.
+#[tokio::test]
+async fn clients_over_one_cache_share_the_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, 3600, Duration::ZERO).await;
+    let api = api_mock(&server, "tok-1", 200).await;
+    let cache = TokenCache::new(TestSource::new(&server)).clock(Arc::new(clock.clone()));
+    let first = client(AuthMiddleware::from_cache(cache.clone()));
+    let second = client(AuthMiddleware::from_cache(cache.clone()));
+
+    get_ok(&first, &server).await;
+    get_ok(&second, &server).await;
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(api.calls_async().await, 2);
+    assert_eq!(cache.generation(), Some(1));
+
+    // The manual clock given to the cache decides expiry: inside the skew both refresh once.
+    clock.advance(secs(3575));
+    let new = api_mock(&server, "tok-2", 200).await;
+    get_ok(&second, &server).await;
+    get_ok(&first, &server).await;
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(new.calls_async().await, 2);
+}
