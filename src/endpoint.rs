@@ -280,7 +280,12 @@ impl HttpTokenSource {
             }
             Encoding::Query => {
                 let query: Vec<(&str, String)> = params.map(|(k, v)| (k, v.as_text())).collect();
-                req.query(&query)
+                // Parameters in the URL, an empty body: still a form request, as partners that
+                // read "request parameters" (Java servlets) document it.
+                req.query(&query).header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
             }
         };
         if let Some((id, secret)) = &self.basic_auth {

@@ -73,8 +73,10 @@ impl ChannelManager {
             .param("password", Param::Secret(credentials.password))
             .response(ResponseShape::PlainText)
             .errors(
-                // A Java server's error page puts the exception text in `message`.
+                // A Java server's error page puts the exception text in `message`; its
+                // `error` is the HTTP reason phrase ("Internal Server Error"), not a code.
                 ErrorShape::default()
+                    .code_field(None)
                     .message_fields(&["message", "error_description", "error"])
                     .credential_texts(&[CHANNEL_MANAGER_NOT_FOUND]),
             )

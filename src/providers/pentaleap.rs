@@ -75,8 +75,9 @@ impl PentaleapApiKeys {
         K: Into<String>,
         V: AsRef<str>,
     {
-        keys.into_iter()
-            .try_fold(Self::new(), |acc, (id, key)| acc.publisher(id, key.as_ref()))
+        keys.into_iter().try_fold(Self::new(), |acc, (id, key)| {
+            acc.publisher(id, key.as_ref())
+        })
     }
 
     /// Reads `PENTALEAP_API_KEY` as the default key.
@@ -135,6 +136,11 @@ pub(crate) fn publisher_in_path(path: &str) -> Option<&str> {
 ///
 /// A path naming a publisher without a key fails with [`Error::UnknownPublisher`] before
 /// anything is sent. Static keys are not refreshed: a 401 is returned as is.
+///
+/// Every in-scope request gets a key, whatever its path. When the same PCM domain also serves
+/// the campaign API through a bearer layer ([`RefreshTokenAuth`](crate::RefreshTokenAuth)),
+/// add that layer *before* this one: a request that already carries `Authorization` is left
+/// alone.
 ///
 /// ```
 /// use reqwest_partner_auth::{ApiKeyAuth, PentaleapApiKeys};
@@ -222,13 +228,22 @@ mod tests {
             .unwrap()
             .default_key("SENTINEL-DEFAULT")
             .unwrap();
-        let shown = format!("{keys:?} {:?}", ApiKeyAuth::new(&Url::parse("https://p.example").unwrap(), keys.clone()));
+        let shown = format!(
+            "{keys:?} {:?}",
+            ApiKeyAuth::new(&Url::parse("https://p.example").unwrap(), keys.clone())
+        );
         assert!(!shown.contains("SENTINEL"), "{shown}");
     }
 
     #[test]
     fn illegal_keys_are_config_errors() {
-        assert!(matches!(PentaleapApiKeys::single("a\r\nb"), Err(Error::Config(_))));
-        assert!(matches!(PentaleapApiKeys::single(" "), Err(Error::Config(_))));
+        assert!(matches!(
+            PentaleapApiKeys::single("a\r\nb"),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            PentaleapApiKeys::single(" "),
+            Err(Error::Config(_))
+        ));
     }
 }

@@ -1,0 +1,329 @@
+//! The Pentaleap API-key contract (`seeds/pentaleap-api-auth.txt`, the "api key" part):
+//! `Authorization: apikey <api key>` on the product-feed endpoints, one key per publisher.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use httpmock::Method::GET;
+use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_partner_auth::{ApiKeyAuth, Error, PentaleapApiKeys};
+use url::Url;
+
+/// A sentinel key: tests assert it never shows up in `Debug` output.
+const SENTINEL_KEY: &str = "SENTINEL-KEY-4c2e";
+
+fn search_path(publisher: &str, market: &str) -> String {
+    format!("/external/v2/publishers/{publisher}/markets/{market}/products/search")
+}
+
+const MARKETS_PATH: &str = "/external/v2/markets";
+
+fn pcm(server: &MockServer) -> Url {
+    Url::parse(&server.base_url()).unwrap()
+}
+
+fn client(layer: ApiKeyAuth) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(layer)
+        .build()
+}
+
+/// Any GET on `server`, answering 200 with the `Authorization` values it received joined by
+/// `|` (empty when there was none), so a test sees exactly what arrived.
+async fn echo_mock(server: &MockServer) -> Mock<'_> {
+    server
+        .mock_async(|when, then| {
+            when.method(GET);
+            then.respond_with(|req: &HttpMockRequest| {
+                let auth: Vec<&str> = req
+                    .headers_vec()
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                HttpMockResponse::builder()
+                    .status(200)
+                    .body(auth.join("|"))
+                    .build()
+            });
+        })
+        .await
+}
+
+/// GETs `url` and returns the `Authorization` header the server saw.
+async fn seen_auth(client: &ClientWithMiddleware, url: &str) -> String {
+    let res = client.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap()
+}
+
+/// GETs `url`, expecting the layer to fail, and returns the crate's error.
+async fn layer_error(client: &ClientWithMiddleware, url: &str) -> Error {
+    let err = client
+        .get(url)
+        .send()
+        .await
+        .expect_err("the layer should fail");
+    Error::from_middleware(&err)
+        .cloned()
+        .unwrap_or_else(|| panic!("not a reqwest_partner_auth::Error: {err:?}"))
+}
+
+/// Seed: "curl request get \ url 'https //<pcm domain>/external/v2/publishers/<publisher
+/// id>/markets/<market id>/products/search?limit=100' \ header 'authorization apikey <api
+/// key>'". The header is exactly `apikey <key>`, once, on exactly that request.
+#[tokio::test]
+async fn products_search_sends_authorization_apikey() {
+    let server = MockServer::start_async().await;
+    let api = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path(search_path("1001", "7"))
+                .query_param("limit", "100")
+                .header("authorization", "apikey key-1001")
+                .header_count("authorization", ".*", 1);
+            then.status(200).body("[]");
+        })
+        .await;
+    let keys = PentaleapApiKeys::new()
+        .publisher("1001", "key-1001")
+        .unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let url = server.url(format!("{}?limit=100", search_path("1001", "7")));
+    let res = client.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "[]");
+    api.assert_calls_async(1).await;
+}
+
+/// Seed: "the following v2 api endpoints can be authorized using an api key get https //<pcm
+/// domain>/external/v2/markets". A path that names no publisher gets the default key.
+#[tokio::test]
+async fn markets_uses_the_default_key() {
+    let server = MockServer::start_async().await;
+    let api = server
+        .mock_async(|when, then| {
+            when.method(GET)
+                .path(MARKETS_PATH)
+                .header("authorization", "apikey key-default")
+                .header_count("authorization", ".*", 1);
+            then.status(200).body("[]");
+        })
+        .await;
+    let keys = PentaleapApiKeys::single("key-default").unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let res = client.get(server.url(MARKETS_PATH)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    api.assert_calls_async(1).await;
+}
+
+/// Seed: "whenever you are maintaining multiple publishers under your organization you need to
+/// request separate api keys for each publisher". Each `/publishers/<id>/` path gets that
+/// publisher's key; `/external/v2/markets` gets the default key.
+#[tokio::test]
+async fn each_publisher_gets_its_own_key() {
+    let server = MockServer::start_async().await;
+    let api = echo_mock(&server).await;
+    let keys =
+        PentaleapApiKeys::from_publishers(HashMap::from([("1001", "key-a"), ("1002", "key-b")]))
+            .unwrap()
+            .default_key("key-default")
+            .unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let search = |publisher: &str| server.url(format!("{}?limit=100", search_path(publisher, "7")));
+    assert_eq!(seen_auth(&client, &search("1001")).await, "apikey key-a");
+    assert_eq!(seen_auth(&client, &search("1002")).await, "apikey key-b");
+    assert_eq!(seen_auth(&client, &search("1001")).await, "apikey key-a");
+    assert_eq!(
+        seen_auth(&client, &server.url(MARKETS_PATH)).await,
+        "apikey key-default"
+    );
+    api.assert_calls_async(4).await;
+}
+
+/// Seed: "request the api key for your publisher at your pentaleap contact". A path naming a
+/// publisher with no key fails with `Error::UnknownPublisher` before anything is sent (the
+/// default key is not another publisher's key to borrow).
+#[tokio::test]
+async fn unknown_publisher_fails_before_sending() {
+    let server = MockServer::start_async().await;
+    let api = echo_mock(&server).await;
+    let keys = PentaleapApiKeys::new()
+        .publisher("1001", "key-a")
+        .unwrap()
+        .default_key("key-default")
+        .unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let url = server.url(format!("{}?limit=100", search_path("9999", "7")));
+    match layer_error(&client, &url).await {
+        Error::UnknownPublisher { publisher } => assert_eq!(publisher, "9999"),
+        other => panic!("expected UnknownPublisher, got {other:?}"),
+    }
+    api.assert_calls_async(0).await;
+}
+
+/// Seed: "get https //<pcm domain>/external/v2/markets" needs an api key too. With publisher
+/// keys only, a path without a publisher is `Error::Config`, and nothing is sent.
+#[tokio::test]
+async fn no_default_key_and_no_publisher_in_path_is_config_error() {
+    let server = MockServer::start_async().await;
+    let api = echo_mock(&server).await;
+    let keys = PentaleapApiKeys::from_publishers([("1001", "key-a")]).unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let err = layer_error(&client, &server.url(MARKETS_PATH)).await;
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    api.assert_calls_async(0).await;
+}
+
+/// Seed: "api key whenever you are a retailer and just want to provide product feed updates
+/// via an api this approach is sufficient" (a static key, nothing to refresh). A 401 from the
+/// API is returned as is: one API call, no retry.
+#[tokio::test]
+async fn api_401_is_returned_as_is() {
+    let server = MockServer::start_async().await;
+    let api = server
+        .mock_async(|when, then| {
+            when.method(GET).path(search_path("1001", "7"));
+            then.status(401).body("invalid api key");
+        })
+        .await;
+    let keys = PentaleapApiKeys::new()
+        .publisher("1001", "revoked")
+        .unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let url = server.url(format!("{}?limit=100", search_path("1001", "7")));
+    let res = client.get(url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.text().await.unwrap(), "invalid api key");
+    api.assert_calls_async(1).await;
+}
+
+/// Seed: "url 'https //<pcm domain>/...'": the key belongs to the PCM domain. A request to
+/// another origin goes out without it.
+#[tokio::test]
+async fn other_origin_gets_no_key() {
+    let pcm_server = MockServer::start_async().await;
+    let other = MockServer::start_async().await;
+    let pcm_api = echo_mock(&pcm_server).await;
+    let other_api = echo_mock(&other).await;
+    let keys = PentaleapApiKeys::single("key-default").unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&pcm_server), keys));
+
+    assert_eq!(seen_auth(&client, &other.url(MARKETS_PATH)).await, "");
+    let url = other.url(format!("{}?limit=100", search_path("9999", "7")));
+    assert_eq!(
+        seen_auth(&client, &url).await,
+        "",
+        "no UnknownPublisher off scope"
+    );
+    other_api.assert_calls_async(2).await;
+    pcm_api.assert_calls_async(0).await;
+}
+
+/// Seed: "header 'authorization apikey <api key>'" is what the layer adds; a request that
+/// already carries its own `Authorization` (a bearer token of the campaign API) is left alone.
+#[tokio::test]
+async fn own_authorization_header_is_left_alone() {
+    let server = MockServer::start_async().await;
+    let api = echo_mock(&server).await;
+    let keys = PentaleapApiKeys::single("key-default").unwrap();
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+
+    let res = client
+        .get(server.url(MARKETS_PATH))
+        .header("authorization", "Bearer user-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "Bearer user-token");
+    api.assert_calls_async(1).await;
+}
+
+/// Seed: "url 'https //<pcm domain>/...'": keys travel over TLS. Plain `http://` to a host
+/// that is not loopback fails with `Error::InsecureTransport` and sends nothing, unless the
+/// caller opts in with `allow_insecure_http()`.
+#[tokio::test]
+async fn plain_http_to_a_remote_host_is_refused() {
+    const HOST: &str = "pcm.partner.invalid";
+    let server = MockServer::start_async().await;
+    let api = echo_mock(&server).await;
+    let pcm_base = Url::parse(&format!("http://{HOST}:{}", server.port())).unwrap();
+    // DNS for the `.invalid` name points at the mock, so the request could reach it.
+    let addr: SocketAddr = *server.address();
+    let http = || {
+        reqwest::Client::builder()
+            .resolve(HOST, addr)
+            .build()
+            .unwrap()
+    };
+    let keys = PentaleapApiKeys::single("key-default").unwrap();
+    let url = pcm_base.join(MARKETS_PATH).unwrap();
+
+    let refusing = ClientBuilder::new(http())
+        .with(ApiKeyAuth::new(&pcm_base, keys.clone()))
+        .build();
+    match layer_error(&refusing, url.as_str()).await {
+        Error::InsecureTransport { origin } => {
+            assert_eq!(origin, format!("http://{HOST}:{}", server.port()));
+        }
+        other => panic!("expected InsecureTransport, got {other:?}"),
+    }
+    api.assert_calls_async(0).await;
+
+    let opted_in = ClientBuilder::new(http())
+        .with(ApiKeyAuth::new(&pcm_base, keys).allow_insecure_http())
+        .build();
+    assert_eq!(
+        seen_auth(&opted_in, url.as_str()).await,
+        "apikey key-default"
+    );
+    api.assert_calls_async(1).await;
+}
+
+/// Seed: "request the api key for your publisher at your pentaleap contact": the key is a
+/// secret. `Debug` of the keys and of the layer shows publisher ids, never a key.
+#[test]
+fn debug_never_shows_a_key() {
+    let keys = PentaleapApiKeys::from_publishers([("1001", SENTINEL_KEY)])
+        .unwrap()
+        .default_key(SENTINEL_KEY)
+        .unwrap();
+    let layer = ApiKeyAuth::new(&Url::parse("https://pcm.example").unwrap(), keys.clone());
+    let shown = format!("{keys:?} {layer:?} {keys:#?} {layer:#?}");
+    assert!(!shown.contains(SENTINEL_KEY), "{shown}");
+    assert!(
+        shown.contains("1001"),
+        "publisher ids are not secret: {shown}"
+    );
+}
+
+/// Seed: "request the api key for your publisher at your pentaleap contact": `from_env` reads
+/// it from `PENTALEAP_API_KEY` (the only test of this binary that touches the environment).
+#[tokio::test]
+async fn from_env_reads_the_default_key() {
+    const VAR: &str = "PENTALEAP_API_KEY";
+    std::env::remove_var(VAR);
+    match PentaleapApiKeys::from_env() {
+        Err(Error::Config(m)) => assert!(m.contains(VAR), "{m}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+    std::env::set_var(VAR, "key-from-env");
+    let keys = PentaleapApiKeys::from_env();
+    std::env::remove_var(VAR);
+    let keys = keys.unwrap();
+
+    let server = MockServer::start_async().await;
+    echo_mock(&server).await;
+    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    assert_eq!(
+        seen_auth(&client, &server.url(MARKETS_PATH)).await,
+        "apikey key-from-env"
+    );
+}
