@@ -74,7 +74,11 @@ pub fn client<S: TokenSource>(mw: AuthMiddleware<S>) -> ClientWithMiddleware {
 /// An unsigned JWT whose payload is `claims` (a JSON object text).
 pub fn jwt_with_claims(claims: &str) -> String {
     let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    format!("{}.{}.c2ln", e.encode(r#"{"alg":"HS256","typ":"JWT"}"#), e.encode(claims))
+    format!(
+        "{}.{}.c2ln",
+        e.encode(r#"{"alg":"HS256","typ":"JWT"}"#),
+        e.encode(claims)
+    )
 }
 
 /// An unsigned JWT that expires `secs` after `now` (wall clock of the given clock).
@@ -117,5 +121,8 @@ pub async fn numbered_token_mock(
     expires_in: u64,
     delay: Duration,
 ) -> httpmock::Mock<'_> {
-    token_mock_seq(server, delay, move |n| token_body(&format!("tok-{n}"), expires_in)).await
+    token_mock_seq(server, delay, move |n| {
+        token_body(&format!("tok-{n}"), expires_in)
+    })
+    .await
 }

@@ -169,9 +169,8 @@ impl PendingLogin {
         if let Some(secret) = &self.client.client_secret {
             extra.push(("client_secret", Param::Secret(secret.expose_secret().into())));
         }
-        if let Some(audience) = &self.client.audience {
-            extra.push(("audience", Param::Text(audience.clone())));
-        }
+        // No `audience` here: RFC 6749 §4.1.3 names the exchange's parameters, and Auth0
+        // binds the audience to the code at `/authorize`.
         let token = self
             .client
             .token_engine()

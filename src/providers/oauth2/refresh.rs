@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::login::stored_from_token;
@@ -46,6 +46,9 @@ pub struct RefreshToken {
     /// Tokens the server issued that could not be saved yet: used (and saved) first, so a
     /// failing store does not lose a rotated refresh token.
     unsaved: Mutex<Option<StoredTokens>>,
+    /// The access token this source handed out last. Found again in the store, it means no
+    /// one refreshed since: an expiring token is then refreshed, not re-read.
+    handed_out: Mutex<Option<SecretString>>,
 }
 
 impl fmt::Debug for RefreshToken {
@@ -68,6 +71,7 @@ impl RefreshToken {
             api_scope: Vec::new(),
             session_limit: Some(DEFAULT_SESSION_LIMIT),
             unsaved: Mutex::new(None),
+            handed_out: Mutex::new(None),
         }
     }
 
@@ -90,6 +94,22 @@ impl RefreshToken {
 
     fn keep_unsaved(&self, tokens: StoredTokens) {
         *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokens);
+    }
+
+    fn hand_out(&self, token: Token) -> Token {
+        let mut last = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
+        *last = Some(token.secret().clone());
+        drop(last);
+        token
+    }
+
+    /// Whether the stored access token is the one this source handed out last.
+    fn stored_is_ours(&self, stored: &StoredTokens) -> bool {
+        let ours = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*ours, &stored.access_token) {
+            (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+            _ => false,
+        }
     }
 
     async fn save(&self, tokens: StoredTokens) -> Result<(), Error> {
@@ -160,13 +180,16 @@ impl TokenSource for RefreshToken {
             .ok_or_else(|| Error::ReauthorizationRequired {
                 message: "no login stored; log in first".into(),
             })?;
-        if cx.reason() != FetchReason::Rejected {
+        // Reuse a stored access token only if someone else stored it (another process, or a
+        // refresh whose save failed): the one we handed out is expiring or was rejected.
+        if cx.reason() != FetchReason::Rejected && !self.stored_is_ours(&stored) {
             if let Some(token) = reusable(&stored, cx.clock().system_now())? {
                 tracing::debug!("using the access token another refresh stored");
-                return Ok(token);
+                return Ok(self.hand_out(token));
             }
         }
-        self.refresh(&stored, cx).await
+        let token = self.refresh(&stored, cx).await?;
+        Ok(self.hand_out(token))
     }
 
     fn default_scope(&self) -> Vec<Url> {

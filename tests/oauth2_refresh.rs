@@ -1,0 +1,840 @@
+//! Rotating refresh tokens (RFC 6749 §6, Auth0 refresh-token rotation as Pentaleap's guide
+//! describes it: each refresh token works once, a reused one invalidates the whole login,
+//! and a login lasts at most 180 days) through [`RefreshToken`] / [`RefreshTokenAuth`] and a
+//! [`TokenStore`], against a real local HTTP server that rotates like Auth0.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_partner_auth::{
+    async_trait, Clock, Error, ManualClock, MemoryStore, OAuthClient, RefreshToken,
+    RefreshTokenAuth, RetryPolicy, StoreLock, StoredTokens, TokenStore,
+};
+use secrecy::{ExposeSecret as _, SecretString};
+use url::Url;
+
+const CLIENT_ID: &str = "pentaleap-client";
+const KEY: &str = "pentaleap";
+const TOKEN_PATH: &str = "/oauth/token";
+const API_PATH: &str = "/external/v2/publishers";
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+// -------------------------------------------------------------------------------------------
+// An Auth0-like token endpoint with refresh-token rotation
+// -------------------------------------------------------------------------------------------
+
+/// What the simulated Auth0 tenant knows.
+#[derive(Default)]
+struct Auth0State {
+    /// The one refresh token that works now (`None`: the login is revoked or unknown).
+    valid: Option<String>,
+    /// Successful refreshes so far; the n-th issues `tok-n` and `rt-(n+1)`.
+    issued: usize,
+    /// How often each refresh token value was presented (and consumed).
+    uses: HashMap<String, usize>,
+    /// Every request body, in order.
+    bodies: Vec<String>,
+    /// Statuses to answer before looking at the token (not consuming it), front first.
+    transient: Vec<u16>,
+    /// Lifetime of the access tokens issued.
+    expires_in: u64,
+    /// Told every request body as it arrives (to await a background refresh).
+    notify: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+}
+
+/// The simulated tenant: a `POST /oauth/token` mock and its state.
+struct Auth0<'a> {
+    mock: httpmock::Mock<'a>,
+    state: Arc<Mutex<Auth0State>>,
+}
+
+impl Auth0<'_> {
+    async fn hits(&self) -> usize {
+        self.mock.calls_async().await
+    }
+
+    /// The exact form bodies received, in order.
+    fn bodies(&self) -> Vec<String> {
+        self.state.lock().unwrap().bodies.clone()
+    }
+
+    /// Each refresh token value was presented at most once (Auth0's rule).
+    fn assert_each_refresh_token_used_once(&self) {
+        let state = self.state.lock().unwrap();
+        let reused: Vec<_> = state.uses.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(reused.is_empty(), "refresh tokens reused: {reused:?}");
+    }
+
+    fn fail_next_with(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().transient = statuses.to_vec();
+    }
+
+    /// A receiver of every request body from now on.
+    fn watch(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.state.lock().unwrap().notify = Some(tx);
+        rx
+    }
+}
+
+/// The body the middleware must send to refresh with `rt`.
+fn refresh_body(rt: &str) -> String {
+    format!("grant_type=refresh_token&client_id={CLIENT_ID}&refresh_token={rt}")
+}
+
+/// An Auth0 tenant whose current refresh token is `rt-1`, issuing access tokens that live
+/// `expires_in` seconds. Rotation: a successful refresh with the current token answers
+/// `tok-n` and `rt-(n+1)` and makes `rt-(n+1)` the only valid one; presenting a token a second
+/// time revokes the whole login (403 `invalid_grant`, as Auth0 answers); an unknown token is
+/// 403 `invalid_grant` too.
+async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
+    let state = Arc::new(Mutex::new(Auth0State {
+        valid: Some("rt-1".into()),
+        expires_in,
+        ..Auth0State::default()
+    }));
+    let shared = Arc::clone(&state);
+    let mock = server
+        .mock_async(move |when, then| {
+            when.method("POST")
+                .path(TOKEN_PATH)
+                .header("content-type", "application/x-www-form-urlencoded");
+            then.respond_with(move |req: &HttpMockRequest| {
+                let body = req.body_string();
+                let mut s = shared.lock().unwrap();
+                s.bodies.push(body.clone());
+                if let Some(tx) = &s.notify {
+                    let _ = tx.send(body.clone());
+                }
+                if !s.transient.is_empty() {
+                    let status = s.transient.remove(0);
+                    return json(status, r#"{"error":"server_error"}"#.into());
+                }
+                let rt = url::form_urlencoded::parse(body.as_bytes())
+                    .find(|(k, _)| k == "refresh_token")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let uses = {
+                    let n = s.uses.entry(rt.clone()).or_default();
+                    *n += 1;
+                    *n
+                };
+                if uses > 1 {
+                    // Reuse detection: every refresh token of this login dies.
+                    s.valid = None;
+                    return invalid_grant("Unknown or invalid refresh token.");
+                }
+                if s.valid.as_deref() != Some(rt.as_str()) {
+                    return invalid_grant("Unknown or invalid refresh token.");
+                }
+                s.issued += 1;
+                let n = s.issued;
+                s.valid = Some(format!("rt-{}", n + 1));
+                json(
+                    200,
+                    format!(
+                        r#"{{"access_token":"tok-{n}","refresh_token":"rt-{}","token_type":"Bearer","expires_in":{},"scope":"offline_access read:campaigns"}}"#,
+                        n + 1,
+                        s.expires_in
+                    ),
+                )
+            });
+        })
+        .await;
+    Auth0 { mock, state }
+}
+
+fn json(status: u16, body: String) -> HttpMockResponse {
+    HttpMockResponse::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build()
+}
+
+fn invalid_grant(description: &str) -> HttpMockResponse {
+    json(
+        403,
+        format!(r#"{{"error":"invalid_grant","error_description":"{description}"}}"#),
+    )
+}
+
+// -------------------------------------------------------------------------------------------
+// The API, a recording store, the client
+// -------------------------------------------------------------------------------------------
+
+/// A shared, ordered log of what happened: `save:<refresh token>`, `save failed`,
+/// `api:<authorization header>`.
+type Events = Arc<Mutex<Vec<String>>>;
+
+/// The campaign API: logs each call's `Authorization` header to `events` and answers 401 to
+/// the tokens in `rejected`, 200 otherwise.
+async fn api<'a>(server: &'a MockServer, events: &Events, rejected: &[&str]) -> httpmock::Mock<'a> {
+    let events = Arc::clone(events);
+    let rejected: HashSet<String> = rejected.iter().map(|t| format!("Bearer {t}")).collect();
+    server
+        .mock_async(move |when, then| {
+            when.method("GET").path(API_PATH);
+            then.respond_with(move |req: &HttpMockRequest| {
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned();
+                events.lock().unwrap().push(format!("api:{auth}"));
+                let status = if rejected.contains(&auth) { 401 } else { 200 };
+                HttpMockResponse::builder()
+                    .status(status)
+                    .body("[]")
+                    .build()
+            });
+        })
+        .await
+}
+
+/// A [`MemoryStore`] that logs each save (with the refresh token saved) to the shared event
+/// log, and fails the next `fail_saves` saves.
+#[derive(Clone)]
+struct RecordingStore {
+    inner: MemoryStore,
+    events: Events,
+    fail_saves: Arc<AtomicUsize>,
+}
+
+impl RecordingStore {
+    fn new(events: &Events) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            events: Arc::clone(events),
+            fail_saves: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Writes `tokens` without logging (the test's own set-up, or another process).
+    async fn put(&self, tokens: StoredTokens) {
+        self.inner.save(KEY, &tokens).await.unwrap();
+    }
+
+    async fn get(&self) -> Option<StoredTokens> {
+        self.inner.load(KEY).await.unwrap()
+    }
+
+    async fn refresh_token(&self) -> Option<String> {
+        self.get()
+            .await
+            .and_then(|t| t.refresh_token.map(|r| r.expose_secret().to_owned()))
+    }
+}
+
+#[async_trait]
+impl TokenStore for RecordingStore {
+    async fn load(&self, key: &str) -> Result<Option<StoredTokens>, Error> {
+        self.inner.load(key).await
+    }
+
+    async fn save(&self, key: &str, tokens: &StoredTokens) -> Result<(), Error> {
+        let fail = self
+            .fail_saves
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            self.events.lock().unwrap().push("save failed".into());
+            return Err(Error::Store("disk full".into()));
+        }
+        let rt = tokens
+            .refresh_token
+            .as_ref()
+            .map_or("none".to_owned(), |r| r.expose_secret().to_owned());
+        self.events.lock().unwrap().push(format!("save:{rt}"));
+        self.inner.save(key, tokens).await
+    }
+
+    async fn lock(&self, key: &str) -> Result<StoreLock, Error> {
+        self.inner.lock(key).await
+    }
+}
+
+fn secret(s: &str) -> Option<SecretString> {
+    Some(SecretString::from(s.to_owned()))
+}
+
+/// A login made `age` ago (on `clock`) whose refresh token is `rt`, no access token yet.
+fn login(clock: &ManualClock, rt: &str, age: Duration) -> StoredTokens {
+    StoredTokens::new(None, None, secret(rt), clock.system_now() - age)
+}
+
+fn middleware(
+    server: &MockServer,
+    store: Arc<dyn TokenStore>,
+    clock: &ManualClock,
+) -> RefreshTokenAuth {
+    let client = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
+    let source =
+        RefreshToken::new(client, store, KEY).scope_to(&Url::parse(&server.base_url()).unwrap());
+    RefreshTokenAuth::from_source(source)
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(10),
+        })
+}
+
+fn client(mw: RefreshTokenAuth) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new()).with(mw).build()
+}
+
+/// One API call; its status.
+async fn call(server: &MockServer, client: &ClientWithMiddleware) -> u16 {
+    client
+        .get(server.url(API_PATH))
+        .send()
+        .await
+        .expect("the request should succeed")
+        .status()
+        .as_u16()
+}
+
+/// One API call that must fail; the crate error.
+async fn fail(server: &MockServer, client: &ClientWithMiddleware) -> Error {
+    let err = client
+        .get(server.url(API_PATH))
+        .send()
+        .await
+        .expect_err("the request should fail");
+    Error::from_middleware(&err)
+        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
+        .clone()
+}
+
+fn events(log: &Events) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+// -------------------------------------------------------------------------------------------
+// Rotation
+// -------------------------------------------------------------------------------------------
+
+/// RFC 6749 §6 + Pentaleap guide step 4: the first API call refreshes with exactly
+/// `grant_type=refresh_token&client_id=..&refresh_token=rt-1`; Auth0 rotation: the new
+/// refresh token `rt-2` is saved in the store BEFORE the new access token goes out (the
+/// shared log orders the store's save and the API's receipt).
+#[tokio::test]
+async fn first_request_refreshes_and_saves_the_rotated_token_before_use() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1")]);
+    assert_eq!(events(&log), ["save:rt-2", "api:Bearer tok-1"]);
+    let stored = store.get().await.unwrap();
+    assert_eq!(stored.refresh_token.unwrap().expose_secret(), "rt-2");
+    assert_eq!(stored.access_token.unwrap().expose_secret(), "tok-1");
+    assert_eq!(
+        stored.access_expires_at,
+        Some(clock.system_now() + Duration::from_secs(3600))
+    );
+    assert_eq!(tenant.hits().await, 1);
+    assert_eq!(api.calls_async().await, 1);
+}
+
+/// RFC 6749 §5.1 `expires_in` + Auth0 rotation: with 60 s tokens nothing is refreshed before
+/// the skew point (29 s), a refresh happens past it (31 s) and sends the rotated `rt-2`, the
+/// next one `rt-3`: each refresh token value used exactly once, each save before its use.
+#[tokio::test]
+async fn expiry_driven_refreshes_continue_the_rotation() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 60).await;
+    let api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    call(&server, &client).await;
+    clock.advance(Duration::from_secs(29));
+    call(&server, &client).await;
+    assert_eq!(tenant.hits().await, 1, "refreshed before the skew point");
+    clock.advance(Duration::from_secs(2));
+    call(&server, &client).await;
+    clock.advance(Duration::from_secs(31));
+    call(&server, &client).await;
+
+    assert_eq!(
+        tenant.bodies(),
+        [
+            refresh_body("rt-1"),
+            refresh_body("rt-2"),
+            refresh_body("rt-3")
+        ]
+    );
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(
+        events(&log),
+        [
+            "save:rt-2",
+            "api:Bearer tok-1",
+            "api:Bearer tok-1",
+            "save:rt-3",
+            "api:Bearer tok-2",
+            "save:rt-4",
+            "api:Bearer tok-3"
+        ]
+    );
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-4"));
+    assert_eq!(api.calls_async().await, 4);
+}
+
+/// Auth0 rotation with the crate's refresh-ahead: past 80 % of the lifetime a request still
+/// goes out with the current token, and the background refresh really refreshes (sends
+/// `rt-2`) instead of re-reading the access token this process stored itself; at the skew
+/// point the new token is already there, so nobody waits for the token endpoint.
+#[tokio::test]
+async fn refresh_ahead_rotates_in_the_background() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let mw = middleware(&server, Arc::new(store.clone()), &clock);
+    let cache = mw.token_cache().clone();
+    let client = client(mw);
+
+    call(&server, &client).await;
+    let mut requests = tenant.watch();
+    clock.advance(Duration::from_secs(2900));
+    call(&server, &client).await;
+    // The background refresh runs in its own task, while the clock stands still at 2900 s.
+    let body = tokio::time::timeout(Duration::from_secs(10), requests.recv())
+        .await
+        .expect("no background refresh request before the skew point");
+    assert_eq!(body.as_deref(), Some(refresh_body("rt-2").as_str()));
+    // Past the skew point of tok-1: a fetch that must wait joins the flight, if still running.
+    clock.advance(Duration::from_secs(680));
+    let lease = tokio::time::timeout(Duration::from_secs(10), cache.token())
+        .await
+        .expect("the token cache hung")
+        .unwrap();
+
+    assert_eq!(lease.header_value(), "Bearer tok-2");
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-2")]
+    );
+    assert_eq!(
+        events(&log),
+        [
+            "save:rt-2",
+            "api:Bearer tok-1",
+            "api:Bearer tok-1",
+            "save:rt-3"
+        ]
+    );
+    tenant.assert_each_refresh_token_used_once();
+}
+
+/// Single flight (Auth0: a refresh token must not be sent twice, even by concurrent tasks):
+/// 100 concurrent requests on an empty cache cause exactly one refresh, `rt-1` sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_cause_one_refresh() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    let calls = (0..100).map(|_| {
+        let client = client.clone();
+        let url = server.url(API_PATH);
+        tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+
+    assert!(statuses.into_iter().all(|s| s.unwrap().unwrap() == 200));
+    assert_eq!(tenant.hits().await, 1);
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1")]);
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(api.calls_async().await, 100);
+    assert_eq!(
+        events(&log)
+            .iter()
+            .filter(|e| e.starts_with("save"))
+            .count(),
+        1
+    );
+}
+
+/// RFC 6750 §3.1 (401 `invalid_token`) → `FetchReason::Rejected`: the stored access token
+/// (which is the rejected one) is not reused; a refresh with the rotated `rt-2` runs and the
+/// request is replayed once with the new token.
+#[tokio::test]
+async fn api_401_refreshes_with_the_rotated_token_and_replays() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &["tok-1"]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-2")]
+    );
+    assert_eq!(
+        events(&log),
+        [
+            "save:rt-2",
+            "api:Bearer tok-1",
+            "save:rt-3",
+            "api:Bearer tok-2"
+        ]
+    );
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(api.calls_async().await, 2);
+}
+
+/// Auth0 rotation across processes sharing a store: another process refreshed (it sent
+/// `rt-2` and stored `tok-2`/`rt-3`); when our token expires we read the store under its lock,
+/// use the other process's still-valid access token and send nothing; our next refresh
+/// sends `rt-3`, never the `rt-2` the other process consumed.
+#[tokio::test]
+async fn another_process_refreshed_so_its_stored_token_is_used() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 60).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+    call(&server, &client).await;
+
+    // The other process: a real refresh with rt-2, its result written to the shared store.
+    let other: serde_json::Value = reqwest::Client::new()
+        .post(server.url(TOKEN_PATH))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("refresh_token", "rt-2"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["access_token"], "tok-2");
+    let authorized_at = store.get().await.unwrap().authorized_at;
+    store
+        .put(StoredTokens::new(
+            secret("tok-2"),
+            Some(clock.system_now() + Duration::from_secs(3600)),
+            secret("rt-3"),
+            authorized_at,
+        ))
+        .await;
+    log.lock().unwrap().push("other process refreshed".into());
+
+    clock.advance(Duration::from_secs(31));
+    call(&server, &client).await;
+    assert_eq!(tenant.hits().await, 2, "no token request of ours");
+    clock.advance(Duration::from_secs(3600));
+    call(&server, &client).await;
+
+    assert_eq!(
+        tenant.bodies(),
+        [
+            refresh_body("rt-1"),
+            refresh_body("rt-2"),
+            refresh_body("rt-3")
+        ]
+    );
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(
+        events(&log),
+        [
+            "save:rt-2",
+            "api:Bearer tok-1",
+            "other process refreshed",
+            "api:Bearer tok-2",
+            "save:rt-4",
+            "api:Bearer tok-3"
+        ]
+    );
+}
+
+// -------------------------------------------------------------------------------------------
+// A dead login
+// -------------------------------------------------------------------------------------------
+
+/// RFC 6749 §5.2 `invalid_grant` on a refresh (Auth0: reused, revoked or expired refresh
+/// token) is `Error::ReauthorizationRequired`, not retried (1 hit); the dead refresh token is
+/// removed from the store, so a later request sends nothing (0 more hits) and gets
+/// `ReauthorizationRequired` again.
+#[tokio::test]
+async fn invalid_grant_requires_reauthorization_and_forgets_the_dead_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-revoked", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    let err = fail(&server, &client).await;
+
+    match &err {
+        Error::ReauthorizationRequired { message } => {
+            assert_eq!(message, "Unknown or invalid refresh token.")
+        }
+        other => panic!("expected ReauthorizationRequired, got {other:?}"),
+    }
+    assert_eq!(tenant.hits().await, 1);
+    assert_eq!(clock.slept(), Duration::ZERO, "no retry");
+    assert_eq!(store.refresh_token().await, None);
+    assert_eq!(events(&log), ["save:none"]);
+
+    let err = fail(&server, &client).await;
+    assert!(
+        matches!(err, Error::ReauthorizationRequired { .. }),
+        "{err:?}"
+    );
+    assert_eq!(tenant.hits().await, 1, "the dead token was sent again");
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// Auth0 reuse detection ("whenever a refresh token is used twice, any refresh token is
+/// invalidated"): a token already consumed elsewhere gets `invalid_grant`, which is
+/// `ReauthorizationRequired`; the tenant has revoked the login, and the store forgets it.
+#[tokio::test]
+async fn reused_refresh_token_requires_reauthorization() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    // Someone else (a copy of the store, a leaked token) consumed rt-1 first.
+    let consumed = reqwest::Client::new()
+        .post(server.url(TOKEN_PATH))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", CLIENT_ID),
+            ("refresh_token", "rt-1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consumed.status(), 200);
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    let err = fail(&server, &client).await;
+
+    assert!(
+        matches!(err, Error::ReauthorizationRequired { .. }),
+        "{err:?}"
+    );
+    assert_eq!(tenant.hits().await, 2);
+    assert_eq!(tenant.state.lock().unwrap().valid, None, "login revoked");
+    assert_eq!(store.refresh_token().await, None);
+}
+
+/// Pentaleap guide ("the authorization flow has to be redone after 180 days"): a login made
+/// 181 days ago is `ReauthorizationRequired` without any token request; one made 179 days
+/// ago still refreshes.
+#[tokio::test]
+async fn login_older_than_180_days_requires_reauthorization_without_a_request() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+
+    let old = RecordingStore::new(&log);
+    old.put(login(&clock, "rt-1", 181 * DAY)).await;
+    let err = fail(&server, &client(middleware(&server, Arc::new(old), &clock))).await;
+    match &err {
+        Error::ReauthorizationRequired { message } => assert!(message.contains("180"), "{message}"),
+        other => panic!("expected ReauthorizationRequired, got {other:?}"),
+    }
+    assert_eq!(tenant.hits().await, 0);
+    assert_eq!(api.calls_async().await, 0);
+
+    let recent = RecordingStore::new(&log);
+    recent.put(login(&clock, "rt-1", 179 * DAY)).await;
+    let client = client(middleware(&server, Arc::new(recent), &clock));
+    assert_eq!(call(&server, &client).await, 200);
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1")]);
+}
+
+/// Pentaleap guide (the refresh flow starts from a login): an empty store is
+/// `ReauthorizationRequired` ("log in first") and nothing is sent.
+#[tokio::test]
+async fn empty_store_requires_a_login_first() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+    let client = client(middleware(
+        &server,
+        Arc::new(RecordingStore::new(&log)),
+        &clock,
+    ));
+
+    let err = fail(&server, &client).await;
+
+    match &err {
+        Error::ReauthorizationRequired { message } => {
+            assert!(message.contains("log in"), "{message}")
+        }
+        other => panic!("expected ReauthorizationRequired, got {other:?}"),
+    }
+    assert_eq!(tenant.hits().await, 0);
+    assert_eq!(api.calls_async().await, 0);
+}
+
+// -------------------------------------------------------------------------------------------
+// Failures on the way
+// -------------------------------------------------------------------------------------------
+
+/// Auth0 rotation vs. a failing store: when saving the rotated token fails, the request fails
+/// with `Error::Store` and no API call uses the unsaved token; the rotated `rt-2` is not
+/// lost: the next request saves it first and uses the access token that came with it (no
+/// token request), and a later refresh (after a 401) sends `rt-2`, never `rt-1` again.
+#[tokio::test]
+async fn failed_save_keeps_the_rotated_token_and_saves_it_first() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    store.fail_saves.store(1, Ordering::SeqCst);
+    let mw = middleware(&server, Arc::new(store.clone()), &clock);
+    let cache = mw.token_cache().clone();
+    let client = client(mw);
+
+    let err = fail(&server, &client).await;
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert_eq!(tenant.hits().await, 1);
+    assert_eq!(api.calls_async().await, 0);
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
+
+    assert_eq!(call(&server, &client).await, 200);
+    assert_eq!(tenant.hits().await, 1);
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-2"));
+
+    // Force a refresh, as a 401 would.
+    let lease = cache.token().await.unwrap();
+    let lease = cache.reject(lease.generation()).await.unwrap();
+    assert_eq!(lease.header_value(), "Bearer tok-2");
+
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-2")]
+    );
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(
+        events(&log),
+        ["save failed", "save:rt-2", "api:Bearer tok-1", "save:rt-3"]
+    );
+}
+
+/// Transient token-endpoint failures are retried (crate rule; RFC 6749 §5.2 has no 5xx): a 503
+/// on a refresh is retried with the SAME refresh token `rt-1`, which is safe because the
+/// server answered before consuming it (Auth0 rotates only on success). The retry happens
+/// after a backoff on the manual clock, and the rotation then continues normally.
+#[tokio::test]
+async fn transient_503_on_refresh_is_retried_with_the_same_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    tenant.fail_next_with(&[503]);
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(tenant.hits().await, 2);
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-1")]
+    );
+    tenant.assert_each_refresh_token_used_once();
+    assert!(clock.slept() > Duration::ZERO, "no backoff");
+    assert_eq!(events(&log), ["save:rt-2", "api:Bearer tok-1"]);
+}
+
+/// RFC 6749 §6: the server MAY issue a new refresh token; when the answer carries none
+/// (rotation off), the stored refresh token stays and is used for the next refresh.
+#[tokio::test]
+async fn non_rotating_server_keeps_the_refresh_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let token = server
+        .mock_async(|when, then| {
+            when.method("POST")
+                .path(TOKEN_PATH)
+                .body(refresh_body("rt-1"));
+            then.respond_with(move |_req: &HttpMockRequest| {
+                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                json(
+                    200,
+                    format!(
+                        r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":60}}"#
+                    ),
+                )
+            });
+        })
+        .await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    call(&server, &client).await;
+    clock.advance(Duration::from_secs(31));
+    call(&server, &client).await;
+
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(
+        events(&log),
+        [
+            "save:rt-1",
+            "api:Bearer tok-1",
+            "save:rt-1",
+            "api:Bearer tok-2"
+        ]
+    );
+}
