@@ -27,12 +27,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (client, pcm, mock) = match std::env::var("PENTALEAP_AUTH0_DOMAIN") {
         Ok(domain) => {
             let client = OAuthClient::auth0(&domain, std::env::var("PENTALEAP_CLIENT_ID")?)?;
-            let pcm = Url::parse(&format!("https://{}", std::env::var("PENTALEAP_PCM_DOMAIN")?))?;
+            let pcm = Url::parse(&format!(
+                "https://{}",
+                std::env::var("PENTALEAP_PCM_DOMAIN")?
+            ))?;
             (client, pcm, None)
         }
         Err(_) => {
             let mock = mock::start().await;
-            println!("No PENTALEAP_AUTH0_DOMAIN: using a local mock of Auth0 and the API at {}", mock.server.base_url());
+            println!(
+                "No PENTALEAP_AUTH0_DOMAIN: using a local mock of Auth0 and the API at {}",
+                mock.server.base_url()
+            );
             let client = OAuthClient::new(
                 mock.server.url("/authorize").parse()?,
                 mock.server.url("/oauth/token").parse()?,
@@ -46,10 +52,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = login::store_key(client.client_id());
     if store.load(&key).await?.is_none() {
         if mock.is_none() {
-            return Err(format!("no login under {key:?}: run the pentaleap_login example first").into());
+            return Err(
+                format!("no login under {key:?}: run the pentaleap_login example first").into(),
+            );
         }
         println!("No saved login yet: logging in to the mock first.");
-        let scoped = client.clone().scopes(login::PENTALEAP_SCOPES.iter().copied());
+        let scoped = client
+            .clone()
+            .scopes(login::PENTALEAP_SCOPES.iter().copied());
         let tokens = login::login(scoped, 0, true).await?;
         store.save(&key, &tokens).await?;
     }
@@ -58,11 +68,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let auth = RefreshTokenAuth::from_source(
         RefreshToken::new(client, Arc::new(store.clone()), key.clone()).scope_to(&pcm),
     );
-    let api = ClientBuilder::new(reqwest::Client::new()).with(auth).build();
+    let api = ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
     let publishers = pcm.join("/external/v2/publishers")?;
 
     let res = api.get(publishers.clone()).send().await?;
-    println!("GET /external/v2/publishers -> {} {}", res.status(), res.text().await?);
+    println!(
+        "GET /external/v2/publishers -> {} {}",
+        res.status(),
+        res.text().await?
+    );
 
     if let Some(mock) = &mock {
         let refreshes = mock.refreshes.load(Ordering::SeqCst);
@@ -76,7 +92,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let rotated = current_refresh_token(&store, &key).await? != refresh_token_before;
-    println!("Refresh token rotated and saved to {}: {rotated}", login::token_file().display());
+    println!(
+        "Refresh token rotated and saved to {}: {rotated}",
+        login::token_file().display()
+    );
     if mock.is_some() {
         assert!(rotated, "each refresh must store a new refresh token");
     }
@@ -84,7 +103,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// A fingerprint of the stored refresh token (never printed).
-async fn current_refresh_token(store: &FileStore, key: &str) -> Result<Option<String>, Box<dyn std::error::Error>> {
+async fn current_refresh_token(
+    store: &FileStore,
+    key: &str,
+) -> Result<Option<String>, Box<dyn std::error::Error>> {
     Ok(store
         .load(key)
         .await?

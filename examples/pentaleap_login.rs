@@ -25,13 +25,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(domain) => {
             let client = OAuthClient::auth0(&domain, std::env::var("PENTALEAP_CLIENT_ID")?)?
                 .audience(std::env::var("PENTALEAP_AUDIENCE")?);
-            let port = std::env::var("PENTALEAP_CALLBACK_PORT")
-                .map_or(Ok(8976), |p| p.parse())?;
+            let port = std::env::var("PENTALEAP_CALLBACK_PORT").map_or(Ok(8976), |p| p.parse())?;
             (client, port, None)
         }
         Err(_) => {
             let mock = mock::start().await;
-            println!("No PENTALEAP_AUTH0_DOMAIN: using a local mock of Auth0 at {}", mock.server.base_url());
+            println!(
+                "No PENTALEAP_AUTH0_DOMAIN: using a local mock of Auth0 at {}",
+                mock.server.base_url()
+            );
             let client = OAuthClient::new(
                 mock.server.url("/authorize").parse()?,
                 mock.server.url("/oauth/token").parse()?,
@@ -44,7 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = login::store_key(client.client_id());
     let client = client.scopes(login::PENTALEAP_SCOPES.iter().copied());
     let tokens = login::login(client, port, mock.is_some()).await?;
-    assert!(tokens.refresh_token.is_some(), "the login must return a refresh token");
+    assert!(
+        tokens.refresh_token.is_some(),
+        "the login must return a refresh token"
+    );
 
     let path = login::token_file();
     let store = FileStore::new(&path);

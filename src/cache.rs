@@ -453,7 +453,7 @@ async fn fetch_with_retries<S: TokenSource>(
     loop {
         match source.fetch(&cx).await {
             Ok(token) => return Ok(token),
-            Err(err) if err.is_transient() && attempt < policy.max_attempts.max(1) => {
+            Err(err) if source.should_retry(&err) && attempt < policy.max_attempts.max(1) => {
                 let delay = err
                     .retry_after()
                     .or_else(|| backoff.next())

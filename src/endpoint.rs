@@ -148,7 +148,10 @@ impl fmt::Debug for HttpTokenSource {
                 &self.basic_auth.as_ref().map(|(id, _)| (id, "[redacted]")),
             )
             .field("response", &self.response)
-            .field("scope", &self.scope.iter().map(Url::as_str).collect::<Vec<_>>())
+            .field(
+                "scope",
+                &self.scope.iter().map(Url::as_str).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

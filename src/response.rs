@@ -192,7 +192,10 @@ impl ErrorShape {
             return Error::ReauthorizationRequired { message };
         }
         if code_in(&self.credential_codes)
-            || self.credential_texts.iter().any(|t| text.contains(t.as_str()))
+            || self
+                .credential_texts
+                .iter()
+                .any(|t| text.contains(t.as_str()))
         {
             return Error::InvalidCredentials {
                 message,
@@ -311,7 +314,8 @@ pub(crate) fn parse_success(
                     },
                 });
             }
-            let text = std::str::from_utf8(body).map_err(|_| Error::malformed(Malformed::NotUtf8))?;
+            let text =
+                std::str::from_utf8(body).map_err(|_| Error::malformed(Malformed::NotUtf8))?;
             // CR, LF and other controls first: they are a header-injection attempt, not a
             // token with spaces.
             if text.trim().contains(char::is_control) {
@@ -400,7 +404,10 @@ fn lifetime_field(object: &Map<String, Value>, name: &str) -> Result<Option<Dura
         return Err(invalid("is not a finite number"));
     }
     if secs <= 0.0 {
-        tracing::warn!(field = name, "token lifetime is zero or negative; ignoring it");
+        tracing::warn!(
+            field = name,
+            "token lifetime is zero or negative; ignoring it"
+        );
         return Ok(None);
     }
     // Clamped by Token::expires_in; cap here first so the conversion cannot overflow.
@@ -420,11 +427,20 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// serde_json's message without the input (it never quotes input, but stay short).
 fn json_problem(e: &serde_json::Error) -> String {
-    format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()).to_lowercase()
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+    .to_lowercase()
 }
 
 fn looks_like_html(body: &[u8]) -> bool {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
     let head = &body[start..body.len().min(start + 15)];
     head.first() == Some(&b'<')
 }
@@ -443,7 +459,11 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 /// A short excerpt of a partner message, with secrets replaced.
 pub(crate) fn excerpt(text: &str, secrets: &[&SecretString]) -> String {
     use secrecy::ExposeSecret as _;
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(EXCERPT_CHARS).collect();
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(EXCERPT_CHARS)
+        .collect();
     for s in secrets {
         let s = s.expose_secret();
         if s.len() >= 4 {
@@ -488,7 +508,10 @@ mod tests {
     #[test]
     fn excerpt_scrubs_whole_and_cut_secrets() {
         let s = secret("hunter2-secret");
-        assert_eq!(excerpt("bad hunter2-secret here", &[&s]), "bad [redacted] here");
+        assert_eq!(
+            excerpt("bad hunter2-secret here", &[&s]),
+            "bad [redacted] here"
+        );
         let long = format!("{}hunter2-sec", "x".repeat(EXCERPT_CHARS - 11));
         let long = format!("{long}ret and more");
         let out = excerpt(&long, &[&s]);
@@ -520,12 +543,34 @@ mod tests {
         let shape = ResponseShape::oauth2();
         let parse = |body: &str| parse_success(&shape, "application/json", body.as_bytes());
         use crate::token::Expiry;
-        assert_eq!(parse(r#"{"access_token":"a","expires_in":60}"#).unwrap().expiry(), Expiry::In(Duration::from_secs(60)));
-        assert_eq!(parse(r#"{"access_token":"a","expires_in":"60"}"#).unwrap().expiry(), Expiry::In(Duration::from_secs(60)));
-        assert_eq!(parse(r#"{"access_token":"a","expires_in":0}"#).unwrap().expiry(), Expiry::Unknown);
-        assert_eq!(parse(r#"{"access_token":"a","expires_in":-5}"#).unwrap().expiry(), Expiry::Unknown);
         assert_eq!(
-            parse(r#"{"access_token":"a","expires_in":1e300}"#).unwrap().expiry(),
+            parse(r#"{"access_token":"a","expires_in":60}"#)
+                .unwrap()
+                .expiry(),
+            Expiry::In(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","expires_in":"60"}"#)
+                .unwrap()
+                .expiry(),
+            Expiry::In(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","expires_in":0}"#)
+                .unwrap()
+                .expiry(),
+            Expiry::Unknown
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","expires_in":-5}"#)
+                .unwrap()
+                .expiry(),
+            Expiry::Unknown
+        );
+        assert_eq!(
+            parse(r#"{"access_token":"a","expires_in":1e300}"#)
+                .unwrap()
+                .expiry(),
             Expiry::In(crate::MAX_TOKEN_LIFETIME)
         );
         assert!(matches!(

@@ -42,7 +42,11 @@ impl Scope {
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(self.origins.iter().map(|(s, h, p)| format!("{s}://{h}:{p}")))
+            .entries(
+                self.origins
+                    .iter()
+                    .map(|(s, h, p)| format!("{s}://{h}:{p}")),
+            )
             .finish()
     }
 }
@@ -81,10 +85,20 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for s in ["http://127.0.0.1:1/", "http://127.8.0.1/", "http://[::1]:80/", "http://localhost/"] {
+        for s in [
+            "http://127.0.0.1:1/",
+            "http://127.8.0.1/",
+            "http://[::1]:80/",
+            "http://localhost/",
+        ] {
             assert!(is_loopback(&u(s)), "{s}");
         }
-        for s in ["http://10.0.0.1/", "http://localhost.evil.example/", "http://a.localhost/", "http://example.com/"] {
+        for s in [
+            "http://10.0.0.1/",
+            "http://localhost.evil.example/",
+            "http://a.localhost/",
+            "http://example.com/",
+        ] {
             assert!(!is_loopback(&u(s)), "{s}");
         }
     }

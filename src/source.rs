@@ -100,6 +100,15 @@ pub trait TokenSource: Send + Sync + 'static {
     /// with backoff, the others surface to the caller at once.
     async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error>;
 
+    /// Whether the cache may try again at once (after a backoff) when [`fetch`](Self::fetch)
+    /// failed with `error`. Default: [`Error::is_transient`].
+    ///
+    /// Override it for requests that must not be repeated blindly: a rotating refresh token
+    /// whose request may have reached the server is used up even if the answer was lost.
+    fn should_retry(&self, error: &Error) -> bool {
+        error.is_transient()
+    }
+
     /// The origins the middleware attaches this source's token to unless told otherwise
     /// (usually the partner's API base URL). Default: none, so the middleware must be given a
     /// scope with [`AuthMiddleware::scope_to`](crate::AuthMiddleware::scope_to).

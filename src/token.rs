@@ -235,10 +235,7 @@ mod tests {
         for v in ["abc\r\nX-Evil: 1", "abc\ndef", "tab\u{7f}", "é"] {
             let err = Token::bearer(v).unwrap_err();
             assert!(
-                matches!(
-                    err,
-                    Error::MalformedResponse(Malformed::IllegalHeaderValue)
-                ),
+                matches!(err, Error::MalformedResponse(Malformed::IllegalHeaderValue)),
                 "{v:?}: {err:?}"
             );
         }

@@ -516,3 +516,30 @@ async fn debug_output_hides_secret_state_and_verifier() {
     assert!(leaks.is_empty(), "Debug shows {leaks:?}: {shown}");
     assert!(shown.contains(CLIENT_ID), "{shown}");
 }
+
+/// RFC 6749 §3.1 ("request and response parameters MUST NOT be included more than once"): a
+/// callback with two `code` (or two `state`) values is ambiguous and rejected as
+/// `Error::Callback`, with no token request.
+#[tokio::test]
+async fn repeated_callback_parameters_are_rejected() {
+    let server = MockServer::start_async().await;
+    let token = fixed_token_endpoint(&server, 200, r#"{"access_token":"x"}"#).await;
+    for repeated in ["code", "state"] {
+        let login = auth0(&server).begin_login().unwrap();
+        let state = param(login.authorize_url(), "state");
+        let mut pairs = vec![("code", "c1"), ("state", state.as_str())];
+        pairs.push(if repeated == "code" {
+            ("code", "c2")
+        } else {
+            ("state", state.as_str())
+        });
+
+        let err = complete_err(login, &callback(&pairs)).await;
+
+        assert!(
+            matches!(&err, Error::Callback(m) if m.contains(repeated)),
+            "{repeated}: {err:?}"
+        );
+    }
+    assert_eq!(token.calls_async().await, 0);
+}

@@ -838,3 +838,55 @@ async fn non_rotating_server_keeps_the_refresh_token() {
         ]
     );
 }
+
+/// Auth0 rotation: a refresh whose request reached the server but whose answer was lost (a
+/// timeout) is NOT retried at once: the server may already have rotated the token, and
+/// sending it again would count as reuse and revoke the login. Exactly one request is sent
+/// and the caller gets `Error::Transport`. (A connection failure, where nothing was sent, is
+/// retried; see `RefreshToken::should_retry`.)
+#[tokio::test]
+async fn refresh_that_timed_out_is_not_retried() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let slow = server
+        .mock_async(|when, then| {
+            when.method("POST")
+                .path(TOKEN_PATH)
+                .body(refresh_body("rt-1"));
+            then.delay(Duration::from_secs(3)).status(200).body("{}");
+        })
+        .await;
+    let store = MemoryStore::new();
+    store
+        .save(KEY, &login(&clock, "rt-1", Duration::ZERO))
+        .await
+        .unwrap();
+    let oauth = OAuthClient::auth0(&server.base_url(), CLIENT_ID)
+        .unwrap()
+        .http_client(
+            reqwest::Client::builder()
+                .timeout(Duration::from_millis(300))
+                .build()
+                .unwrap(),
+        );
+    let source = RefreshToken::new(oauth, Arc::new(store), KEY)
+        .scope_to(&Url::parse(&server.base_url()).unwrap());
+    let client = client(
+        RefreshTokenAuth::from_source(source)
+            .clock(Arc::new(clock.clone()))
+            .retry_policy(RetryPolicy {
+                max_attempts: 3,
+                min_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(10),
+            }),
+    );
+
+    let err = fail(&server, &client).await;
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert_eq!(
+        slow.calls_async().await,
+        1,
+        "a refresh that may have landed is not resent"
+    );
+    assert_eq!(clock.slept(), Duration::ZERO, "no retry backoff");
+}

@@ -53,7 +53,10 @@ pub async fn login(
         listener.local_addr()?.port()
     ))?;
     let pending = client.redirect_uri(redirect).begin_login()?;
-    println!("Open this URL in a browser and log in:\n  {}", pending.authorize_url());
+    println!(
+        "Open this URL in a browser and log in:\n  {}",
+        pending.authorize_url()
+    );
     let callback = tokio::spawn(wait_for_callback(listener));
     if play_browser {
         println!("(local mock: following the URL as the browser would)");
@@ -86,7 +89,9 @@ async fn wait_for_callback(listener: TcpListener) -> Result<Url, std::io::Error>
             .unwrap_or("/");
         if !target.starts_with("/callback") {
             socket
-                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
                 .await?;
             continue;
         }

@@ -56,7 +56,10 @@ fn json(status: u16, body: serde_json::Value) -> HttpMockResponse {
 }
 
 fn oauth_error(code: &str, description: &str) -> HttpMockResponse {
-    json(400, serde_json::json!({ "error": code, "error_description": description }))
+    json(
+        400,
+        serde_json::json!({ "error": code, "error_description": description }),
+    )
 }
 
 pub async fn start() -> MockPentaleap {
@@ -75,10 +78,16 @@ pub async fn start() -> MockPentaleap {
                 let (Some(redirect), Some(challenge)) =
                     (q.get("redirect_uri"), q.get("code_challenge"))
                 else {
-                    return oauth_error("invalid_request", "redirect_uri and code_challenge are required");
+                    return oauth_error(
+                        "invalid_request",
+                        "redirect_uri and code_challenge are required",
+                    );
                 };
                 let code = format!("mock-code-{}", n.fetch_add(1, Ordering::SeqCst));
-                st.lock().unwrap().codes.insert(code.clone(), challenge.clone());
+                st.lock()
+                    .unwrap()
+                    .codes
+                    .insert(code.clone(), challenge.clone());
                 let mut location = url::Url::parse(redirect).unwrap();
                 location
                     .query_pairs_mut()
@@ -122,7 +131,10 @@ pub async fn start() -> MockPentaleap {
                             // Auth0: a reused refresh token invalidates every token.
                             s.revoked = true;
                             s.access.clear();
-                            return oauth_error("invalid_grant", "Unknown or invalid refresh token.");
+                            return oauth_error(
+                                "invalid_grant",
+                                "Unknown or invalid refresh token.",
+                            );
                         }
                         r.fetch_add(1, Ordering::SeqCst);
                     }
@@ -160,7 +172,10 @@ pub async fn start() -> MockPentaleap {
                     .strip_prefix("Bearer ")
                     .is_some_and(|t| st.lock().unwrap().access.contains(t));
                 if ok {
-                    json(200, serde_json::json!([{ "id": 1001, "name": "Demo Retail" }]))
+                    json(
+                        200,
+                        serde_json::json!([{ "id": 1001, "name": "Demo Retail" }]),
+                    )
                 } else {
                     json(401, serde_json::json!({ "message": "Unauthorized" }))
                 }

@@ -25,7 +25,8 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
 
 /// Reads a required environment variable.
 pub(crate) fn env_var(name: &str) -> Result<String, Error> {
-    std::env::var(name).map_err(|_| Error::Config(format!("environment variable {name} is not set")))
+    std::env::var(name)
+        .map_err(|_| Error::Config(format!("environment variable {name} is not set")))
 }
 
 /// Reads a required environment variable holding an integer.

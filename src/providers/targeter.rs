@@ -71,10 +71,7 @@ impl Targeter {
     pub fn with_base_url(credentials: TargeterCredentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/api/auth/token"))
             .param("api_key", Param::Text(credentials.api_key))
-            .param(
-                "api_secret",
-                Param::Secret(credentials.api_secret),
-            )
+            .param("api_secret", Param::Secret(credentials.api_secret))
             .response(
                 ResponseShape::json("access_token")
                     .with_expires_in("expires_in")

@@ -147,7 +147,9 @@ impl ClientCredentials {
             engine = engine.param(k.clone(), Param::Text(v.clone()));
         }
         engine = match self.client_auth {
-            ClientAuth::Basic => engine.basic_auth(self.client_id.clone(), self.client_secret.clone()),
+            ClientAuth::Basic => {
+                engine.basic_auth(self.client_id.clone(), self.client_secret.clone())
+            }
             ClientAuth::RequestBody => engine
                 .param("client_id", Param::Text(self.client_id.clone()))
                 .param(

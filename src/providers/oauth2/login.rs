@@ -129,7 +129,14 @@ impl PendingLogin {
         let mut state = None;
         let mut error = None;
         let mut description = None;
+        let mut seen = std::collections::HashSet::new();
         for (k, v) in callback.query_pairs() {
+            // RFC 6749 §3.1: parameters must not repeat; a repeated one is ambiguous.
+            if matches!(&*k, "code" | "state" | "error") && !seen.insert(k.clone()) {
+                return Err(Error::Callback(format!(
+                    "parameter `{k}` appears more than once"
+                )));
+            }
             match &*k {
                 "code" => code = Some(v.into_owned()),
                 "state" => state = Some(v.into_owned()),
@@ -152,7 +159,11 @@ impl PendingLogin {
         }
         let code = code.ok_or_else(|| Error::Callback("no code in the callback".into()))?;
         let token = self.exchange(code).await?;
-        Ok(stored_from_token(&token, std::time::SystemTime::now(), None))
+        Ok(stored_from_token(
+            &token,
+            std::time::SystemTime::now(),
+            None,
+        ))
     }
 
     async fn exchange(&self, code: String) -> Result<Token, Error> {
@@ -167,17 +178,26 @@ impl PendingLogin {
             ),
         ];
         if let Some(secret) = &self.client.client_secret {
-            extra.push(("client_secret", Param::Secret(secret.expose_secret().into())));
+            extra.push((
+                "client_secret",
+                Param::Secret(secret.expose_secret().into()),
+            ));
         }
         // No `audience` here: RFC 6749 §4.1.3 names the exchange's parameters, and Auth0
         // binds the audience to the code at `/authorize`.
         let token = self
             .client
             .token_engine()
-            .request_token(&extra, &ErrorShape::oauth2(), &FetchContext::new(FetchReason::Initial))
+            .request_token(
+                &extra,
+                &ErrorShape::oauth2(),
+                &FetchContext::new(FetchReason::Initial),
+            )
             .await?;
         if token.refresh_token().is_none() {
-            tracing::warn!("the login returned no refresh token (is offline_access among the scopes?)");
+            tracing::warn!(
+                "the login returned no refresh token (is offline_access among the scopes?)"
+            );
         }
         Ok(token)
     }

@@ -36,7 +36,10 @@ impl fmt::Debug for OAuthClient {
             .field("authorize_url", &self.authorize_url.as_str())
             .field("token_url", &self.token_url.as_str())
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("audience", &self.audience)
             .field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri.as_ref().map(Url::as_str))

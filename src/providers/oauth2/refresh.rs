@@ -89,7 +89,10 @@ impl RefreshToken {
     }
 
     fn take_unsaved(&self) -> Option<StoredTokens> {
-        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     fn keep_unsaved(&self, tokens: StoredTokens) {
@@ -130,23 +133,36 @@ impl RefreshToken {
                 });
             }
         }
-        let refresh_token = stored.refresh_token.clone().ok_or_else(|| Error::ReauthorizationRequired {
-            message: "no refresh token stored; log in first".into(),
-        })?;
+        let refresh_token =
+            stored
+                .refresh_token
+                .clone()
+                .ok_or_else(|| Error::ReauthorizationRequired {
+                    message: "no refresh token stored; log in first".into(),
+                })?;
         let mut extra = vec![
             ("grant_type", Param::text("refresh_token")),
             ("client_id", Param::Text(self.client.client_id.clone())),
             ("refresh_token", Param::Secret(refresh_token)),
         ];
         if let Some(secret) = &self.client.client_secret {
-            extra.push(("client_secret", Param::Secret(secret.expose_secret().into())));
+            extra.push((
+                "client_secret",
+                Param::Secret(secret.expose_secret().into()),
+            ));
         }
         let errors = ErrorShape::oauth2().reauthorize_codes(&["invalid_grant"]);
         tracing::debug!("refreshing the access token with the stored refresh token");
-        match self.client.token_engine().request_token(&extra, &errors, cx).await {
+        match self
+            .client
+            .token_engine()
+            .request_token(&extra, &errors, cx)
+            .await
+        {
             Ok(token) => {
                 // Persist the rotated refresh token before the access token is used.
-                self.save(stored_from_token(&token, now, Some(stored))).await?;
+                self.save(stored_from_token(&token, now, Some(stored)))
+                    .await?;
                 Ok(token)
             }
             Err(err @ Error::ReauthorizationRequired { .. }) => {
@@ -173,13 +189,13 @@ impl TokenSource for RefreshToken {
             // A refresh whose result could not be saved: save it now, before anything else.
             self.save(pending).await?;
         }
-        let stored = self
-            .store
-            .load(&self.key)
-            .await?
-            .ok_or_else(|| Error::ReauthorizationRequired {
-                message: "no login stored; log in first".into(),
-            })?;
+        let stored =
+            self.store
+                .load(&self.key)
+                .await?
+                .ok_or_else(|| Error::ReauthorizationRequired {
+                    message: "no login stored; log in first".into(),
+                })?;
         // Reuse a stored access token only if someone else stored it (another process, or a
         // refresh whose save failed): the one we handed out is expiring or was rejected.
         if cx.reason() != FetchReason::Rejected && !self.stored_is_ours(&stored) {
@@ -192,6 +208,17 @@ impl TokenSource for RefreshToken {
         Ok(self.hand_out(token))
     }
 
+    /// A refresh whose request may have reached the server (a timeout, a lost answer) is not
+    /// retried: the server may have rotated the refresh token already, and sending it again
+    /// would count as reuse and revoke the login. Connection failures (nothing was sent) and
+    /// 5xx/429 answers (the server did not issue tokens) are retried.
+    fn should_retry(&self, error: &Error) -> bool {
+        match error {
+            Error::Transport { source, .. } => source.is_connect(),
+            other => other.is_transient(),
+        }
+    }
+
     fn default_scope(&self) -> Vec<Url> {
         self.api_scope.clone()
     }
@@ -200,9 +227,9 @@ impl TokenSource for RefreshToken {
 /// The stored access token, if it has comfortably long left.
 fn reusable(stored: &StoredTokens, now: SystemTime) -> Result<Option<Token>, Error> {
     match (&stored.access_token, stored.access_expires_at) {
-        (Some(token), Some(at)) if at.duration_since(now).unwrap_or_default() > REUSE_MARGIN => {
-            Ok(Some(Token::bearer(token.expose_secret())?.with_expiry(crate::Expiry::At(at))))
-        }
+        (Some(token), Some(at)) if at.duration_since(now).unwrap_or_default() > REUSE_MARGIN => Ok(
+            Some(Token::bearer(token.expose_secret())?.with_expiry(crate::Expiry::At(at))),
+        ),
         _ => Ok(None),
     }
 }
