@@ -31,8 +31,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::Error;
-use crate::middleware::check_transport;
 use crate::response::{read_capped, ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
+use crate::scope::check_transport;
 use crate::source::{FetchContext, TokenSource};
 use crate::token::{Expiry, Token};
 

@@ -11,8 +11,7 @@ use url::Url;
 
 use crate::cache::{Lease, RetryPolicy, TokenCache};
 use crate::clock::Clock;
-use crate::error::Error;
-use crate::scope::Scope;
+use crate::scope::CredentialScope;
 use crate::source::TokenSource;
 
 /// Put this in a request's extensions to stop the middleware from replaying it after a 401,
@@ -85,8 +84,7 @@ where
 /// see [`Error::from_middleware`].
 pub struct AuthMiddleware<S> {
     cache: TokenCache<S>,
-    scope: Scope,
-    allow_insecure_http: bool,
+    scope: CredentialScope,
     replay: bool,
     rejection: Arc<dyn RejectionPolicy>,
 }
@@ -95,7 +93,6 @@ impl<S> std::fmt::Debug for AuthMiddleware<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthMiddleware")
             .field("scope", &self.scope)
-            .field("allow_insecure_http", &self.allow_insecure_http)
             .field("replay", &self.replay)
             .field("cache", &self.cache)
             .finish_non_exhaustive()
@@ -113,11 +110,10 @@ impl<S: TokenSource> AuthMiddleware<S> {
     /// [`default_scope`](TokenSource::default_scope). Clones of one cache share the token,
     /// so several clients (or middleware stacks) can share one token and one refresh.
     pub fn from_cache(cache: TokenCache<S>) -> Self {
-        let scope = Scope::from_urls(&cache.source().default_scope());
+        let scope = CredentialScope::new(&cache.source().default_scope());
         Self {
             cache,
             scope,
-            allow_insecure_http: false,
             replay: true,
             rejection: Arc::new(RejectOnUnauthorized),
         }
@@ -125,7 +121,7 @@ impl<S: TokenSource> AuthMiddleware<S> {
 
     /// Also attaches the token to requests for the origin of `url` (scheme, host and port).
     pub fn scope_to(mut self, url: &Url) -> Self {
-        self.scope.add(url);
+        self.scope.origins.add(url);
         self
     }
 
@@ -173,7 +169,7 @@ impl<S: TokenSource> AuthMiddleware<S> {
     ///
     /// **Security warning:** anyone on the path can read and reuse the token.
     pub fn allow_insecure_http(mut self) -> Self {
-        self.allow_insecure_http = true;
+        self.scope.allow_insecure_http = true;
         self
     }
 
@@ -192,16 +188,6 @@ fn authorize(req: &mut Request, lease: Lease) -> u64 {
     generation
 }
 
-/// Refuses plain `http://` to non-loopback hosts unless allowed.
-pub(crate) fn check_transport(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {
-    if allow_insecure_http || url.scheme() != "http" || crate::scope::is_loopback(url) {
-        return Ok(());
-    }
-    Err(Error::InsecureTransport {
-        origin: url.origin().ascii_serialization(),
-    })
-}
-
 #[async_trait::async_trait]
 impl<S: TokenSource> Middleware for AuthMiddleware<S> {
     async fn handle(
@@ -210,11 +196,9 @@ impl<S: TokenSource> Middleware for AuthMiddleware<S> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if req.headers().contains_key(AUTHORIZATION) || !self.scope.contains(req.url()) {
+        if !self.scope.applies_to(&req)? {
             return next.run(req, extensions).await;
         }
-        check_transport(req.url(), self.allow_insecure_http)?;
-
         let generation = authorize(&mut req, self.cache.token().await?);
         let replay = if self.replay && extensions.get::<NoReplay>().is_none() {
             req.try_clone()

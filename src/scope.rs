@@ -2,7 +2,51 @@
 
 use std::fmt;
 
+use http::header::AUTHORIZATION;
 use url::{Host, Url};
+
+use crate::error::Error;
+
+/// Where a layer sends credentials: its origins, and whether plain `http://` to a
+/// non-loopback host is allowed. Shared by every layer so the rule is written once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CredentialScope {
+    pub(crate) origins: Scope,
+    pub(crate) allow_insecure_http: bool,
+}
+
+impl CredentialScope {
+    pub(crate) fn new(urls: &[Url]) -> Self {
+        Self {
+            origins: Scope::from_urls(urls),
+            allow_insecure_http: false,
+        }
+    }
+
+    /// `Ok(true)` when `req` should get credentials: it is for an origin in scope and has no
+    /// `Authorization` of its own.
+    ///
+    /// # Errors
+    /// [`Error::InsecureTransport`] when it would carry them over plain http to a host that
+    /// is not loopback without the opt-in.
+    pub(crate) fn applies_to(&self, req: &reqwest::Request) -> Result<bool, Error> {
+        if req.headers().contains_key(AUTHORIZATION) || !self.origins.contains(req.url()) {
+            return Ok(false);
+        }
+        check_transport(req.url(), self.allow_insecure_http)?;
+        Ok(true)
+    }
+}
+
+/// Refuses plain `http://` to non-loopback hosts unless allowed.
+pub(crate) fn check_transport(url: &Url, allow_insecure_http: bool) -> Result<(), Error> {
+    if allow_insecure_http || url.scheme() != "http" || is_loopback(url) {
+        return Ok(());
+    }
+    Err(Error::InsecureTransport {
+        origin: url.origin().ascii_serialization(),
+    })
+}
 
 /// A set of origins (scheme, host, port). Matching a request costs string comparisons, no
 /// allocation.

@@ -10,8 +10,7 @@ use reqwest_middleware::{Middleware, Next};
 use url::Url;
 
 use crate::error::Error;
-use crate::middleware::check_transport;
-use crate::scope::Scope;
+use crate::scope::CredentialScope;
 use crate::token::header_value;
 
 /// Pentaleap API keys: one per publisher, plus an optional default for paths that name no
@@ -158,8 +157,7 @@ pub(crate) fn publisher_in_path(path: &str) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub struct ApiKeyAuth {
     keys: PentaleapApiKeys,
-    scope: Scope,
-    allow_insecure_http: bool,
+    scope: CredentialScope,
 }
 
 impl ApiKeyAuth {
@@ -167,14 +165,13 @@ impl ApiKeyAuth {
     pub fn new(pcm_base: &Url, keys: PentaleapApiKeys) -> Self {
         Self {
             keys,
-            scope: Scope::from_urls(std::slice::from_ref(pcm_base)),
-            allow_insecure_http: false,
+            scope: CredentialScope::new(std::slice::from_ref(pcm_base)),
         }
     }
 
     /// Also sends keys to the origin of `url`.
     pub fn scope_to(mut self, url: &Url) -> Self {
-        self.scope.add(url);
+        self.scope.origins.add(url);
         self
     }
 
@@ -182,7 +179,7 @@ impl ApiKeyAuth {
     ///
     /// **Security warning:** anyone on the path can read the key.
     pub fn allow_insecure_http(mut self) -> Self {
-        self.allow_insecure_http = true;
+        self.scope.allow_insecure_http = true;
         self
     }
 }
@@ -195,10 +192,9 @@ impl Middleware for ApiKeyAuth {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if req.headers().contains_key(AUTHORIZATION) || !self.scope.contains(req.url()) {
+        if !self.scope.applies_to(&req)? {
             return next.run(req, extensions).await;
         }
-        check_transport(req.url(), self.allow_insecure_http)?;
         let header = self.keys.for_path(req.url().path())?.clone();
         req.headers_mut().insert(AUTHORIZATION, header);
         next.run(req, extensions).await

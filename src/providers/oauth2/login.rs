@@ -25,7 +25,7 @@ use url::Url;
 
 use super::OAuthClient;
 use crate::error::{Error, OAuthErrorCode};
-use crate::middleware::check_transport;
+use crate::scope::check_transport;
 use crate::source::{FetchContext, FetchReason};
 use crate::store::StoredTokens;
 use crate::token::Token;
