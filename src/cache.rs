@@ -385,7 +385,11 @@ impl<S: TokenSource> TokenCache<S> {
         let state = Arc::clone(&self.state);
         let config = Arc::clone(&self.config);
         let task = tokio::spawn(async move {
+            // If the source panics, the slot must still be emptied, or every later caller
+            // would join this dead flight forever.
+            let mut guard = ClearSlotOnPanic(Some(Arc::clone(&state)));
             let result = fetch_with_retries(&state.source, &config, reason).await;
+            guard.0 = None;
             *state
                 .background_paused_until
                 .lock()
@@ -407,6 +411,17 @@ impl<S: TokenSource> TokenCache<S> {
         let flight = flight.shared();
         *slot = Some(flight.clone());
         flight
+    }
+}
+
+/// Empties the flight slot when dropped while still armed (the fetch panicked).
+struct ClearSlotOnPanic<S>(Option<Arc<State<S>>>);
+
+impl<S> Drop for ClearSlotOnPanic<S> {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            *state.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 }
 

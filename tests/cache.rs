@@ -749,3 +749,31 @@ async fn clients_over_one_cache_share_the_token() {
     assert_eq!(token.calls_async().await, 2);
     assert_eq!(new.calls_async().await, 2);
 }
+
+/// A custom `TokenSource` that panics fails that fetch with `Error::SourcePanicked`, and the
+/// next request fetches again (the dead fetch is not joined forever).
+#[tokio::test]
+async fn a_panicking_source_fails_one_fetch_not_all_later_ones() {
+    struct PanicsOnce {
+        calls: AtomicUsize,
+    }
+
+    #[reqwest_partner_auth::async_trait]
+    impl TokenSource for PanicsOnce {
+        async fn fetch(&self, _cx: &FetchContext) -> Result<Token, Error> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("bug in a custom source");
+            }
+            Token::bearer("tok-after-panic")
+        }
+    }
+
+    let cache = TokenCache::new(PanicsOnce {
+        calls: AtomicUsize::new(0),
+    });
+    let first = cache.token().await;
+    assert!(matches!(first, Err(Error::SourcePanicked)), "{first:?}");
+    let second = cache.token().await.expect("the next fetch runs again");
+    assert_eq!(second.header_value(), "Bearer tok-after-panic");
+    assert_eq!(cache.source().calls.load(Ordering::SeqCst), 2);
+}
