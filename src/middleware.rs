@@ -74,14 +74,15 @@ where
 /// * A request that already has an `Authorization` header is left alone.
 /// * Credentials only travel over TLS, or plain HTTP to a loopback host, unless
 ///   [`allow_insecure_http`](Self::allow_insecure_http) was called: otherwise the request
-///   fails with [`Error::InsecureTransport`] before anything is sent.
+///   fails with [`Error::InsecureTransport`](crate::Error::InsecureTransport) before anything
+///   is sent.
 /// * On a rejection (default: a 401) the token is refreshed and the request sent again, once.
 ///   A request whose body cannot be cloned (a stream), or that carries [`NoReplay`], is not
 ///   replayed: its 401 response is returned as is. The second response is always returned,
 ///   whatever its status.
 ///
-/// Errors reach the caller as [`reqwest_middleware::Error::Middleware`] holding an [`Error`];
-/// see [`Error::from_middleware`].
+/// Errors reach the caller as [`reqwest_middleware::Error::Middleware`] holding an
+/// [`Error`](crate::Error); see [`Error::from_middleware`](crate::Error::from_middleware).
 pub struct AuthMiddleware<S> {
     cache: TokenCache<S>,
     scope: CredentialScope,
