@@ -2,14 +2,13 @@
 
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::endpoint::default_token_client;
+use super::OAuthClient;
 use crate::error::Error;
 use crate::source::{FetchContext, TokenSource};
 use crate::token::Token;
-use crate::{AuthMiddleware, Encoding, ErrorShape, HttpTokenSource, Param};
+use crate::{AuthMiddleware, ErrorShape, HttpTokenSource, Param};
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,25 +48,19 @@ pub enum ClientAuth {
 /// ```
 #[derive(Clone)]
 pub struct ClientCredentials {
-    token_url: Url,
-    client_id: String,
-    client_secret: SecretString,
+    /// Token URL, id, secret, scopes, HTTP client and the plain-http rule, shared with the
+    /// other grants (the authorize URL is unused here).
+    client: OAuthClient,
     client_auth: ClientAuth,
-    scopes: Vec<String>,
     params: Vec<(String, String)>,
     api_scope: Vec<Url>,
-    http: reqwest::Client,
-    allow_insecure_http: bool,
 }
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("token_url", &self.token_url.as_str())
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
+            .field("client", &self.client)
             .field("client_auth", &self.client_auth)
-            .field("scopes", &self.scopes)
             .field("params", &self.params)
             .finish_non_exhaustive()
     }
@@ -81,15 +74,11 @@ impl ClientCredentials {
         client_secret: impl Into<String>,
     ) -> Self {
         Self {
-            token_url,
-            client_id: client_id.into(),
-            client_secret: SecretString::from(client_secret.into()),
+            client: OAuthClient::new(token_url.clone(), token_url, client_id)
+                .client_secret(client_secret),
             client_auth: ClientAuth::default(),
-            scopes: Vec::new(),
             params: Vec::new(),
             api_scope: Vec::new(),
-            http: default_token_client(),
-            allow_insecure_http: false,
         }
     }
 
@@ -105,7 +94,7 @@ impl ClientCredentials {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self.client = self.client.scopes(scopes);
         self
     }
 
@@ -123,7 +112,7 @@ impl ClientCredentials {
 
     /// The `reqwest::Client` for the token endpoint.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = client;
+        self.client = self.client.http_client(client);
         self
     }
 
@@ -131,34 +120,29 @@ impl ClientCredentials {
     ///
     /// **Security warning:** the secret then travels readable by anyone on the path.
     pub fn allow_insecure_http(mut self) -> Self {
-        self.allow_insecure_http = true;
+        self.client = self.client.allow_insecure_http();
         self
     }
 
     fn engine(&self) -> HttpTokenSource {
-        let mut engine = HttpTokenSource::post(self.token_url.clone())
-            .encoding(Encoding::Form)
-            .http_client(self.http.clone())
+        let c = &self.client;
+        let mut engine = c
+            .token_engine()
             .param("grant_type", Param::text("client_credentials"));
-        if let Some(scope) = (!self.scopes.is_empty()).then(|| self.scopes.join(" ")) {
+        if let Some(scope) = c.scope_param() {
             engine = engine.param("scope", Param::Text(scope));
         }
         for (k, v) in &self.params {
             engine = engine.param(k.clone(), Param::Text(v.clone()));
         }
-        engine = match self.client_auth {
-            ClientAuth::Basic => {
-                engine.basic_auth(self.client_id.clone(), self.client_secret.clone())
-            }
-            ClientAuth::RequestBody => engine
-                .param("client_id", Param::Text(self.client_id.clone()))
-                .param(
-                    "client_secret",
-                    Param::Secret(self.client_secret.expose_secret().into()),
-                ),
-        };
-        if self.allow_insecure_http {
-            engine = engine.allow_insecure_http();
+        // Always set by `new`.
+        if let Some(secret) = &c.client_secret {
+            engine = match self.client_auth {
+                ClientAuth::Basic => engine.basic_auth(c.client_id.clone(), secret.clone()),
+                ClientAuth::RequestBody => engine
+                    .param("client_id", Param::Text(c.client_id.clone()))
+                    .param("client_secret", Param::Secret(secret.clone())),
+            };
         }
         engine
     }
