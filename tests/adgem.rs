@@ -3,18 +3,17 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer};
+use common::{base, json_response};
+use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
     AdGem, AdGemAuth, AdGemCredentials, Error, Expiry, FetchContext, FetchReason, Malformed,
-    ManualClock, RetryPolicy, TokenSource, ADGEM_BASE_URL,
+    ManualClock, TokenSource, ADGEM_BASE_URL,
 };
 use serde_json::json;
-use url::Url;
 
 const TOKEN_PATH: &str = "/v1/apps/tokens";
 const OFFERS_PATH: &str = "/v1/offers";
@@ -25,35 +24,18 @@ const CLIENT_ID: &str = "your-client-id";
 /// The sentinel secret: it must never show up in `Debug`, `Display` or errors.
 const CLIENT_SECRET: &str = common::SECRET;
 
-fn base(server: &MockServer) -> Url {
-    Url::parse(&server.base_url()).unwrap()
-}
-
 fn credentials() -> AdGemCredentials {
     AdGemCredentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET)
 }
 
 /// An AdGem layer against the mock, on a manual clock, with three fast attempts.
 fn auth(server: &MockServer, clock: &ManualClock) -> AdGemAuth {
-    AdGemAuth::from_source(AdGem::with_base_url(credentials(), &base(server)))
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        })
+    let source = AdGem::with_base_url(credentials(), &base(server));
+    common::on_clock(AdGemAuth::from_source(source), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
     common::client(auth(server, clock))
-}
-
-fn json_response(status: u16, body: &str) -> HttpMockResponse {
-    HttpMockResponse::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .build()
 }
 
 /// The token endpoint as the contract describes it: only a `POST /v1/apps/tokens` with
@@ -64,60 +46,35 @@ async fn token_endpoint<'a>(
     server: &'a MockServer,
     respond: impl Fn(usize) -> HttpMockResponse + Send + Sync + 'static,
 ) -> Mock<'a> {
-    let calls = AtomicUsize::new(0);
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(TOKEN_PATH)
-                .header("content-type", "application/json")
-                .json_body(json!({
-                    "adgem_pub_id": PUB_ID,
-                    "adgem_app_id": APP_ID,
-                    "client_id": CLIENT_ID,
-                    "client_secret": CLIENT_SECRET,
-                }));
-            then.respond_with(move |_| respond(calls.fetch_add(1, Ordering::SeqCst) + 1));
-        })
-        .await
+    let when = |when: When| {
+        when.method(POST)
+            .path(TOKEN_PATH)
+            .header("content-type", "application/json")
+            .json_body(json!({
+                "adgem_pub_id": PUB_ID,
+                "adgem_app_id": APP_ID,
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+            }))
+    };
+    common::counted_mock(server, when, move |n, _| respond(n)).await
 }
 
 /// A token endpoint that hands out `tok-1`, `tok-2`, ... each valid `expires_in` seconds.
 async fn numbered_tokens(server: &MockServer, expires_in: u64) -> Mock<'_> {
-    token_endpoint(server, move |n| {
-        json_response(200, &common::token_body(&format!("tok-{n}"), expires_in))
-    })
-    .await
+    token_endpoint(server, move |n| common::numbered_token(n, expires_in)).await
 }
 
 /// `POST /v1/offers` with the seed's GraphQL query: answers 401 when the bearer token is in
 /// `rejected`, else 200 with the `Authorization` values it received joined by `|`.
 async fn offers_api<'a>(server: &'a MockServer, rejected: &'static [&'static str]) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(OFFERS_PATH)
-                .header("content-type", "application/json")
-                .json_body(json!({ "query": OFFERS_QUERY }));
-            then.respond_with(move |req: &HttpMockRequest| {
-                let auth: Vec<&str> = req
-                    .headers_vec()
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                if auth
-                    .iter()
-                    .any(|a| rejected.iter().any(|t| *a == format!("Bearer {t}")))
-                {
-                    return json_response(401, r#"{"error":"unauthorized"}"#);
-                }
-                HttpMockResponse::builder()
-                    .status(200)
-                    .body(auth.join("|"))
-                    .build()
-            });
-        })
-        .await
+    let when = |when: When| {
+        when.method(POST)
+            .path(OFFERS_PATH)
+            .header("content-type", "application/json")
+            .json_body(json!({ "query": OFFERS_QUERY }))
+    };
+    common::rejecting_echo_mock(server, when, rejected, r#"{"error":"unauthorized"}"#).await
 }
 
 /// The offers query of the seed; returns the status and the `Authorization` the API saw.
@@ -133,15 +90,8 @@ async fn query_offers(client: &ClientWithMiddleware, server: &MockServer) -> (u1
 
 /// An offers query that must fail in the layer; returns the crate's error.
 async fn failing_offers(client: &ClientWithMiddleware, server: &MockServer) -> Error {
-    let err = client
-        .post(server.url(OFFERS_PATH))
-        .json(&json!({ "query": OFFERS_QUERY }))
-        .send()
-        .await
-        .unwrap_err();
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
+    let query = json!({ "query": OFFERS_QUERY });
+    common::layer_error(client.post(server.url(OFFERS_PATH)).json(&query)).await
 }
 
 /// adgem seed: `curl -X POST https://targeted-api.adgem.com/v1/apps/tokens -H "Content-Type:
@@ -435,14 +385,8 @@ async fn malformed_success_responses_are_typed() {
     for (name, content_type, body, check) in cases {
         let server = MockServer::start_async().await;
         let clock = ManualClock::new();
-        let token = token_endpoint(&server, move |_| {
-            HttpMockResponse::builder()
-                .status(200)
-                .header("content-type", content_type)
-                .body(body)
-                .build()
-        })
-        .await;
+        let token =
+            token_endpoint(&server, move |_| common::response(200, content_type, body)).await;
         let api = offers_api(&server, &[]).await;
 
         let err = failing_offers(&client(&server, &clock), &server).await;

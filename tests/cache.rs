@@ -17,7 +17,9 @@ use reqwest_partner_auth::{
 };
 use url::Url;
 
-use common::{client, middleware, numbered_token_mock, token_mock_seq, TestSource};
+use common::{
+    client, middleware, numbered_token_mock, one_authorization_header, token_mock_seq, TestSource,
+};
 
 const API_PATH: &str = "/api";
 const HOUR: u64 = 3600;
@@ -35,10 +37,6 @@ async fn api_mock<'a>(server: &'a MockServer, token: &str, status: u16) -> Mock<
             then.status(status).body("api answer");
         })
         .await
-}
-
-fn one_authorization_header(req: &httpmock::HttpMockRequest) -> bool {
-    req.headers().get_all("authorization").iter().count() == 1
 }
 
 async fn get(client: &ClientWithMiddleware, server: &MockServer) -> reqwest::Response {

@@ -4,18 +4,17 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{base, client};
 use httpmock::Method::{GET, POST};
-use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use httpmock::{HttpMockRequest, Mock, MockServer};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
     jwt_expiry, ChannelManager, ChannelManagerAuth, ChannelManagerCredentials, Clock, Error,
-    Malformed, ManualClock, RetryPolicy, CHANNEL_MANAGER_NOT_FOUND, DEFAULT_REFRESH_SKEW,
+    Malformed, ManualClock, CHANNEL_MANAGER_NOT_FOUND, DEFAULT_REFRESH_SKEW,
 };
-use url::Url;
 
 const USER: &str = "channel_user";
 /// The seed's example password.
@@ -31,23 +30,8 @@ const API_PATH: &str = "/properties";
 /// What a Spring controller sends with `text/plain`.
 const TEXT_PLAIN: &str = "text/plain;charset=UTF-8";
 
-fn base(server: &MockServer) -> Url {
-    Url::parse(&server.base_url()).unwrap()
-}
-
-/// Three attempts in all; the manual clock makes the backoff instant.
-fn retries() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        min_delay: Duration::from_millis(100),
-        max_delay: Duration::from_secs(10),
-    }
-}
-
 fn layer(source: ChannelManager, clock: &ManualClock) -> ChannelManagerAuth {
-    ChannelManagerAuth::from(source)
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(retries())
+    common::on_clock(ChannelManagerAuth::from(source), clock)
 }
 
 fn auth(server: &MockServer, clock: &ManualClock, password: &str) -> ChannelManagerAuth {
@@ -58,10 +42,6 @@ fn auth(server: &MockServer, clock: &ManualClock, password: &str) -> ChannelMana
     layer(source, clock)
 }
 
-fn client(mw: ChannelManagerAuth) -> ClientWithMiddleware {
-    ClientBuilder::new(reqwest::Client::new()).with(mw).build()
-}
-
 /// `POST /getToken` answering `status` with `content_type` and `body`.
 async fn get_token_mock<'a>(
     server: &'a MockServer,
@@ -69,35 +49,12 @@ async fn get_token_mock<'a>(
     content_type: &str,
     body: &str,
 ) -> Mock<'a> {
-    server
-        .mock_async(|when, then| {
-            when.method(POST).path("/getToken");
-            then.status(status)
-                .header("content-type", content_type)
-                .body(body);
-        })
-        .await
+    common::fixed_post_mock(server, "/getToken", status, content_type, body).await
 }
 
 /// `GET /properties` answering 200 with the `Authorization` values it received, joined by `|`.
 async fn api_echo_mock(server: &MockServer) -> Mock<'_> {
-    server
-        .mock_async(|when, then| {
-            when.method(GET).path(API_PATH);
-            then.respond_with(|req: &HttpMockRequest| {
-                let auth: Vec<&str> = req
-                    .headers_vec()
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                HttpMockResponse::builder()
-                    .status(200)
-                    .body(auth.join("|"))
-                    .build()
-            });
-        })
-        .await
+    common::echo_mock(server, |when| when.method(GET).path(API_PATH)).await
 }
 
 /// Calls the API and returns the `Authorization` header it saw.
@@ -109,14 +66,7 @@ async fn call_api(client: &ClientWithMiddleware, server: &MockServer) -> String 
 
 /// Calls the API, expecting the layer to fail, and returns the crate's error.
 async fn api_error(client: &ClientWithMiddleware, server: &MockServer) -> Error {
-    let err = client
-        .get(server.url(API_PATH))
-        .send()
-        .await
-        .expect_err("the layer should fail");
-    Error::from_middleware(&err)
-        .cloned()
-        .unwrap_or_else(|| panic!("not a reqwest_partner_auth::Error: {err:?}"))
+    common::layer_error(client.get(server.url(API_PATH))).await
 }
 
 /// The error of a `/getToken` success response with `body`, after exactly one fetch (a
@@ -302,11 +252,7 @@ async fn jwt_token_is_refreshed_in_the_skew_window() {
             then.respond_with(move |_: &HttpMockRequest| {
                 let jwt = common::jwt_expiring_in(c.system_now(), 3600);
                 i.lock().unwrap().push(jwt.clone());
-                HttpMockResponse::builder()
-                    .status(200)
-                    .header("content-type", TEXT_PLAIN)
-                    .body(jwt)
-                    .build()
+                common::response(200, TEXT_PLAIN, jwt)
             });
         })
         .await;
@@ -481,20 +427,12 @@ async fn service_unavailable_is_retried_then_token_endpoint() {
 async fn api_401_refreshes_and_replays_once() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let token = server
-        .mock_async(|when, then| {
-            when.method(POST).path("/getToken");
-            then.respond_with(move |_: &HttpMockRequest| {
-                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                HttpMockResponse::builder()
-                    .status(200)
-                    .header("content-type", TEXT_PLAIN)
-                    .body(format!("tok-{n}"))
-                    .build()
-            });
-        })
-        .await;
+    let token = common::counted_mock(
+        &server,
+        |when| when.method(POST).path("/getToken"),
+        |n, _| common::response(200, TEXT_PLAIN, format!("tok-{n}")),
+    )
+    .await;
     let rejected = server
         .mock_async(|when, then| {
             when.method(GET)

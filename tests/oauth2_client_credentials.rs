@@ -3,49 +3,24 @@
 //! authentication §2.3.1, scope §3.3), the success response (§5.1) and every §5.2 error,
 //! with exact hit counts (credential errors are not retried, 5xx are).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use common::{token_body, Seen, SECRET};
+use httpmock::{HttpMockResponse, MockServer, When};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
     AuthMiddleware, ClientAuth, ClientCredentials, ClientCredentialsAuth, Error, Malformed,
-    ManualClock, OAuthErrorCode, RetryPolicy,
+    ManualClock, OAuthErrorCode,
 };
-use url::Url;
 
 const TOKEN_PATH: &str = "/oauth/token";
 const API_PATH: &str = "/v1/offers";
 const FORM: &str = "application/x-www-form-urlencoded";
 const ID: &str = "my-client";
-const SECRET: &str = "SENTINEL-SECRET-7d1f";
-
-/// One request the token endpoint received: its headers (lower-case names) and body.
-#[derive(Debug, Clone)]
-struct Seen {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Seen {
-    /// All values of header `name`.
-    fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The one value of header `name` (panics if it is sent twice).
-    fn header(&self, name: &str) -> Option<&str> {
-        let all = self.header_all(name);
-        assert!(all.len() <= 1, "header {name} sent {} times", all.len());
-        all.first().copied()
-    }
-}
 
 /// A token endpoint (`POST /oauth/token`) that records every request and answers
 /// `answers[i]` (status, body) to its i-th call, the last one from then on.
@@ -73,33 +48,21 @@ impl TokenEndpoint<'_> {
 
 async fn token_endpoint(server: &MockServer, answers: Vec<(u16, String)>) -> TokenEndpoint<'_> {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let calls = Arc::new(AtomicUsize::new(0));
     let log = Arc::clone(&seen);
-    let mock = server
-        .mock_async(move |when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            then.respond_with(move |req: &HttpMockRequest| {
-                log.lock().unwrap().push(Seen {
-                    headers: req.headers_vec().clone(),
-                    body: req.body_string(),
-                });
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = &answers[n.min(answers.len() - 1)];
-                HttpMockResponse::builder()
-                    .status(*status)
-                    .header("content-type", "application/json")
-                    .header("cache-control", "no-store")
-                    .body(body.clone())
-                    .build()
-            });
-        })
-        .await;
+    let when = |when: When| when.method("POST").path(TOKEN_PATH);
+    let mock = common::counted_mock(server, when, move |n, req| {
+        log.lock().unwrap().push(Seen::of(req));
+        // `n` counts from 1, `answers` from 0.
+        let (status, body) = &answers[(n - 1).min(answers.len() - 1)];
+        HttpMockResponse::builder()
+            .status(*status)
+            .header("content-type", "application/json")
+            .header("cache-control", "no-store")
+            .body(body.clone())
+            .build()
+    })
+    .await;
     TokenEndpoint { mock, seen }
-}
-
-/// A §5.1 success body.
-fn token_body(token: &str, expires_in: u64) -> String {
-    format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{expires_in}}}"#)
 }
 
 fn ok(token: &str) -> (u16, String) {
@@ -137,31 +100,18 @@ async fn api_any(server: &MockServer) -> httpmock::Mock<'_> {
 }
 
 fn source(server: &MockServer, id: &str, secret: &str) -> ClientCredentials {
-    let base = Url::parse(&server.base_url()).unwrap();
+    let base = common::base(server);
     ClientCredentials::new(base.join(TOKEN_PATH).unwrap(), id, secret).scope_to(&base)
 }
 
 fn client(source: ClientCredentials, clock: &ManualClock) -> ClientWithMiddleware {
-    let mw: ClientCredentialsAuth = AuthMiddleware::from_source(source)
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        });
-    ClientBuilder::new(reqwest::Client::new()).with(mw).build()
+    let mw: ClientCredentialsAuth = common::on_clock(AuthMiddleware::from_source(source), clock);
+    common::client(mw)
 }
 
 /// Sends one API request and returns the crate error it failed with.
 async fn fail(server: &MockServer, client: &ClientWithMiddleware) -> Error {
-    let err = client
-        .get(server.url(API_PATH))
-        .send()
-        .await
-        .expect_err("the request should fail");
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
+    common::layer_error(client.get(server.url(API_PATH))).await
 }
 
 fn basic(id: &str, secret: &str) -> String {

@@ -3,11 +3,14 @@
 //! runs it: the authorize URL, the callback checks (state, errors, missing code) and the
 //! exact code exchange, against a real local HTTP server.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
+use common::{json_response, Seen};
+use httpmock::{HttpMockRequest, MockServer};
 use reqwest_partner_auth::{pkce_challenge, Error, OAuthClient, OAuthErrorCode, PendingLogin};
 use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
@@ -54,39 +57,6 @@ fn callback(pairs: &[(&str, &str)]) -> Url {
     url
 }
 
-/// One request the token endpoint received: headers and body.
-#[derive(Debug, Clone)]
-struct Seen {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        let all: Vec<&str> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert!(all.len() <= 1, "header {name} sent {} times", all.len());
-        all.first().copied()
-    }
-
-    fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(self.body.as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
-    }
-
-    fn field(&self, name: &str) -> Option<String> {
-        self.form()
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-    }
-}
-
 /// An Auth0-like token endpoint for the code exchange: it records each request and, like
 /// Auth0, answers 200 with an access and a refresh token only if the received
 /// `code_verifier` hashes (S256) to `challenge`; otherwise 400 `invalid_grant`.
@@ -100,10 +70,7 @@ async fn token_endpoint<'a>(
         .mock_async(move |when, then| {
             when.method("POST").path(TOKEN_PATH);
             then.respond_with(move |req: &HttpMockRequest| {
-                let seen = Seen {
-                    headers: req.headers_vec().clone(),
-                    body: req.body_string(),
-                };
+                let seen = Seen::of(req);
                 let verifier = seen.field("code_verifier").unwrap_or_default();
                 log.lock().unwrap().push(seen);
                 let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -119,11 +86,7 @@ async fn token_endpoint<'a>(
                         r#"{"error":"invalid_grant","error_description":"Failed to verify code verifier"}"#,
                     )
                 };
-                HttpMockResponse::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .build()
+                json_response(status, body)
             });
         })
         .await;
@@ -136,14 +99,7 @@ async fn fixed_token_endpoint<'a>(
     status: u16,
     body: &str,
 ) -> httpmock::Mock<'a> {
-    server
-        .mock_async(|when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            then.status(status)
-                .header("content-type", "application/json")
-                .body(body);
-        })
-        .await
+    common::fixed_post_mock(server, TOKEN_PATH, status, "application/json", body).await
 }
 
 async fn complete_err(login: PendingLogin, callback: &Url) -> Error {

@@ -3,19 +3,21 @@
 //! and a login lasts at most 180 days) through [`RefreshToken`] / [`RefreshTokenAuth`] and a
 //! [`TokenStore`], against a real local HTTP server that rotates like Auth0.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{base, client, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
     async_trait, Clock, Error, ManualClock, MemoryStore, OAuthClient, RefreshToken,
-    RefreshTokenAuth, RetryPolicy, StoreLock, StoredTokens, TokenStore,
+    RefreshTokenAuth, StoreLock, StoredTokens, TokenStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
-use url::Url;
 
 const CLIENT_ID: &str = "pentaleap-client";
 const KEY: &str = "pentaleap";
@@ -112,7 +114,7 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
                 }
                 if !s.transient.is_empty() {
                     let status = s.transient.remove(0);
-                    return json(status, r#"{"error":"server_error"}"#.into());
+                    return json_response(status, r#"{"error":"server_error"}"#);
                 }
                 let rt = url::form_urlencoded::parse(body.as_bytes())
                     .find(|(k, _)| k == "refresh_token")
@@ -134,9 +136,9 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
                 s.issued += 1;
                 let n = s.issued;
                 s.valid = Some(format!("rt-{}", n + 1));
-                json(
+                json_response(
                     200,
-                    format!(
+                    &format!(
                         r#"{{"access_token":"tok-{n}","refresh_token":"rt-{}","token_type":"Bearer","expires_in":{},"scope":"offline_access read:campaigns"}}"#,
                         n + 1,
                         s.expires_in
@@ -148,18 +150,10 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
     Auth0 { mock, state }
 }
 
-fn json(status: u16, body: String) -> HttpMockResponse {
-    HttpMockResponse::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body)
-        .build()
-}
-
 fn invalid_grant(description: &str) -> HttpMockResponse {
-    json(
+    json_response(
         403,
-        format!(r#"{{"error":"invalid_grant","error_description":"{description}"}}"#),
+        &format!(r#"{{"error":"invalid_grant","error_description":"{description}"}}"#),
     )
 }
 
@@ -274,19 +268,8 @@ fn middleware(
     clock: &ManualClock,
 ) -> RefreshTokenAuth {
     let client = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
-    let source =
-        RefreshToken::new(client, store, KEY).scope_to(&Url::parse(&server.base_url()).unwrap());
-    RefreshTokenAuth::from_source(source)
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        })
-}
-
-fn client(mw: RefreshTokenAuth) -> ClientWithMiddleware {
-    ClientBuilder::new(reqwest::Client::new()).with(mw).build()
+    let source = RefreshToken::new(client, store, KEY).scope_to(&base(server));
+    common::on_clock(RefreshTokenAuth::from_source(source), clock)
 }
 
 /// One API call; its status.
@@ -302,14 +285,7 @@ async fn call(server: &MockServer, client: &ClientWithMiddleware) -> u16 {
 
 /// One API call that must fail; the crate error.
 async fn fail(server: &MockServer, client: &ClientWithMiddleware) -> Error {
-    let err = client
-        .get(server.url(API_PATH))
-        .send()
-        .await
-        .expect_err("the request should fail");
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
+    common::layer_error(client.get(server.url(API_PATH))).await
 }
 
 fn events(log: &Events) -> Vec<String> {
@@ -801,23 +777,16 @@ async fn non_rotating_server_keeps_the_refresh_token() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let log = Events::default();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let token = server
-        .mock_async(|when, then| {
+    let token = common::counted_mock(
+        &server,
+        |when| {
             when.method("POST")
                 .path(TOKEN_PATH)
-                .body(refresh_body("rt-1"));
-            then.respond_with(move |_req: &HttpMockRequest| {
-                let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
-                json(
-                    200,
-                    format!(
-                        r#"{{"access_token":"tok-{n}","token_type":"Bearer","expires_in":60}}"#
-                    ),
-                )
-            });
-        })
-        .await;
+                .body(refresh_body("rt-1"))
+        },
+        |n, _| common::numbered_token(n, 60),
+    )
+    .await;
     let _api = api(&server, &log, &[]).await;
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
@@ -869,17 +838,11 @@ async fn refresh_that_timed_out_is_not_retried() {
                 .build()
                 .unwrap(),
         );
-    let source = RefreshToken::new(oauth, Arc::new(store), KEY)
-        .scope_to(&Url::parse(&server.base_url()).unwrap());
-    let client = client(
-        RefreshTokenAuth::from_source(source)
-            .clock(Arc::new(clock.clone()))
-            .retry_policy(RetryPolicy {
-                max_attempts: 3,
-                min_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(10),
-            }),
-    );
+    let source = RefreshToken::new(oauth, Arc::new(store), KEY).scope_to(&base(&server));
+    let client = client(common::on_clock(
+        RefreshTokenAuth::from_source(source),
+        &clock,
+    ));
 
     let err = fail(&server, &client).await;
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");

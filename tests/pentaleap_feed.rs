@@ -1,12 +1,16 @@
 //! The Pentaleap API-key contract (`seeds/pentaleap-api-auth.txt`, the "api key" part):
 //! `Authorization: apikey <api key>` on the product-feed endpoints, one key per publisher.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+mod common;
 
+use std::collections::HashMap;
+
+// The PCM domain is the mock's base URL.
+use common::base as pcm;
+use common::{client, client_with};
 use httpmock::Method::GET;
-use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use httpmock::{Mock, MockServer};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{ApiKeyAuth, Error, PentaleapApiKeys};
 use url::Url;
 
@@ -19,36 +23,10 @@ fn search_path(publisher: &str, market: &str) -> String {
 
 const MARKETS_PATH: &str = "/external/v2/markets";
 
-fn pcm(server: &MockServer) -> Url {
-    Url::parse(&server.base_url()).unwrap()
-}
-
-fn client(layer: ApiKeyAuth) -> ClientWithMiddleware {
-    ClientBuilder::new(reqwest::Client::new())
-        .with(layer)
-        .build()
-}
-
 /// Any GET on `server`, answering 200 with the `Authorization` values it received joined by
 /// `|` (empty when there was none), so a test sees exactly what arrived.
 async fn echo_mock(server: &MockServer) -> Mock<'_> {
-    server
-        .mock_async(|when, then| {
-            when.method(GET);
-            then.respond_with(|req: &HttpMockRequest| {
-                let auth: Vec<&str> = req
-                    .headers_vec()
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                HttpMockResponse::builder()
-                    .status(200)
-                    .body(auth.join("|"))
-                    .build()
-            });
-        })
-        .await
+    common::echo_mock(server, |when| when.method(GET)).await
 }
 
 /// GETs `url` and returns the `Authorization` header the server saw.
@@ -60,14 +38,7 @@ async fn seen_auth(client: &ClientWithMiddleware, url: &str) -> String {
 
 /// GETs `url`, expecting the layer to fail, and returns the crate's error.
 async fn layer_error(client: &ClientWithMiddleware, url: &str) -> Error {
-    let err = client
-        .get(url)
-        .send()
-        .await
-        .expect_err("the layer should fail");
-    Error::from_middleware(&err)
-        .cloned()
-        .unwrap_or_else(|| panic!("not a reqwest_partner_auth::Error: {err:?}"))
+    common::layer_error(client.get(url)).await
 }
 
 /// Seed: "curl request get \ url 'https //<pcm domain>/external/v2/publishers/<publisher
@@ -256,19 +227,11 @@ async fn plain_http_to_a_remote_host_is_refused() {
     let api = echo_mock(&server).await;
     let pcm_base = Url::parse(&format!("http://{HOST}:{}", server.port())).unwrap();
     // DNS for the `.invalid` name points at the mock, so the request could reach it.
-    let addr: SocketAddr = *server.address();
-    let http = || {
-        reqwest::Client::builder()
-            .resolve(HOST, addr)
-            .build()
-            .unwrap()
-    };
+    let http = || common::resolving_http_client(HOST, &server);
     let keys = PentaleapApiKeys::single("key-default").unwrap();
     let url = pcm_base.join(MARKETS_PATH).unwrap();
 
-    let refusing = ClientBuilder::new(http())
-        .with(ApiKeyAuth::new(&pcm_base, keys.clone()))
-        .build();
+    let refusing = client_with(http(), ApiKeyAuth::new(&pcm_base, keys.clone()));
     match layer_error(&refusing, url.as_str()).await {
         Error::InsecureTransport { origin } => {
             assert_eq!(origin, format!("http://{HOST}:{}", server.port()));
@@ -277,9 +240,10 @@ async fn plain_http_to_a_remote_host_is_refused() {
     }
     api.assert_calls_async(0).await;
 
-    let opted_in = ClientBuilder::new(http())
-        .with(ApiKeyAuth::new(&pcm_base, keys).allow_insecure_http())
-        .build();
+    let opted_in = client_with(
+        http(),
+        ApiKeyAuth::new(&pcm_base, keys).allow_insecure_http(),
+    );
     assert_eq!(
         seen_auth(&opted_in, url.as_str()).await,
         "apikey key-default"

@@ -7,17 +7,13 @@ mod common;
 
 use std::time::Duration;
 
-use httpmock::{HttpMockRequest, Method, Mock, MockServer};
+use httpmock::{Method, Mock, MockServer};
 use reqwest_partner_auth::{Error, ManualClock, NoReplay};
 
-use common::{client, middleware, numbered_token_mock};
+use common::{client, middleware, numbered_token_mock, one_authorization_header};
 
 const API_PATH: &str = "/api";
 const HOUR: u64 = 3600;
-
-fn one_authorization_header(req: &HttpMockRequest) -> bool {
-    req.headers().get_all("authorization").iter().count() == 1
-}
 
 /// An API mock for `method /api` carrying exactly one `Authorization: Bearer <token>`,
 /// answering `status` after `delay`.
@@ -316,14 +312,9 @@ async fn custom_rejection_policy_ignores_401() {
 async fn token_endpoint_401_downcasts_to_invalid_credentials() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = server
-        .mock_async(|when, then| {
-            when.method(Method::POST).path(common::TOKEN_PATH);
-            then.status(401)
-                .header("content-type", "application/json")
-                .body(r#"{"error":"bad creds"}"#);
-        })
-        .await;
+    let token =
+        common::fixed_token_mock(&server, 401, "application/json", r#"{"error":"bad creds"}"#)
+            .await;
     let api = unexpected_api_calls(&server).await;
     let client = client(middleware(&server, &clock));
 

@@ -2,14 +2,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::{middleware, token_body, TestSource, SECRET, TOKEN_PATH};
-use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{
-    AuthMiddleware, Error, HttpTokenSource, ManualClock, Param, TokenSource,
+use common::{
+    base, client_with, middleware, resolving_http_client, token_body, TestSource, SECRET,
+    TOKEN_PATH,
 };
+use httpmock::MockServer;
+use reqwest_partner_auth::{AuthMiddleware, Error, HttpTokenSource, ManualClock, Param};
 use url::Url;
 
 /// A non-loopback host name that never resolves through DNS (RFC 6761 `.invalid`).
@@ -18,53 +16,13 @@ const REMOTE_HOST: &str = "api.partner.invalid";
 /// A mock token endpoint answering one fixed token.
 async fn token_mock<'a>(server: &'a MockServer, token: &str) -> httpmock::Mock<'a> {
     let body = token_body(token, 3600);
-    server
-        .mock_async(|when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            then.status(200)
-                .header("content-type", "application/json")
-                .body(body);
-        })
-        .await
+    common::fixed_token_mock(server, 200, "application/json", body).await
 }
 
 /// A mock API endpoint that answers with the `Authorization` header values it received,
 /// joined by `|` (empty when there was none), so a test sees exactly what arrived.
 async fn echo_mock<'a>(server: &'a MockServer, path: &str) -> httpmock::Mock<'a> {
-    server
-        .mock_async(|when, then| {
-            when.method("GET").path(path);
-            then.respond_with(|req: &HttpMockRequest| {
-                let auth: Vec<&str> = req
-                    .headers_vec()
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                HttpMockResponse::builder()
-                    .status(200)
-                    .body(auth.join("|"))
-                    .build()
-            });
-        })
-        .await
-}
-
-/// A client whose DNS maps `host` to `server` (the port comes from the URL), so plain-http
-/// requests to a non-loopback *name* still reach a local mock deterministically.
-fn resolving_http_client(host: &str, server: &MockServer) -> reqwest::Client {
-    let addr: SocketAddr = *server.address();
-    reqwest::Client::builder()
-        .resolve(host, addr)
-        .build()
-        .unwrap()
-}
-
-fn client_with(
-    http: reqwest::Client,
-    mw: AuthMiddleware<impl TokenSource>,
-) -> ClientWithMiddleware {
-    ClientBuilder::new(http).with(mw).build()
+    common::echo_mock(server, |when| when.method("GET").path(path)).await
 }
 
 fn remote_url(server: &MockServer, path: &str) -> Url {
@@ -107,7 +65,7 @@ async fn scope_to_adds_an_origin() {
     let token = token_mock(&auth, "scoped-token").await;
     let other_api = echo_mock(&other, "/v1/thing").await;
     let own_api = echo_mock(&auth, "/v1/own").await;
-    let other_base = Url::parse(&other.base_url()).unwrap();
+    let other_base = base(&other);
     let client = common::client(middleware(&auth, &clock).scope_to(&other_base));
 
     let res = client.get(other.url("/v1/thing")).send().await.unwrap();
@@ -230,7 +188,7 @@ fn remote_token_source(server: &MockServer) -> HttpTokenSource {
         .param("client_id", Param::text("test-client"))
         .param("client_secret", Param::secret(SECRET))
         .http_client(resolving_http_client(REMOTE_HOST, server))
-        .scope_to(&Url::parse(&server.base_url()).unwrap())
+        .scope_to(&base(server))
 }
 
 /// Issue 2, behaviour 9: an `HttpTokenSource` whose token URL is plain http to a

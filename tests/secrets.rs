@@ -4,11 +4,9 @@
 mod common;
 
 use std::io;
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{middleware, TestSource, SECRET, TOKEN_PATH};
+use common::{fixed_token_mock, middleware, TestSource, SECRET, TOKEN_PATH};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_partner_auth::{
     AuthMiddleware, Encoding, Error, ErrorShape, FetchContext, FetchReason, HttpTokenSource,
@@ -55,35 +53,11 @@ fn oauth_body(token: &str) -> String {
     )
 }
 
-async fn fixed_mock<'a>(
-    server: &'a MockServer,
-    status: u16,
-    content_type: &str,
-    body: impl Into<String>,
-) -> httpmock::Mock<'a> {
-    let body = body.into();
-    server
-        .mock_async(|when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            then.status(status)
-                .header("content-type", content_type)
-                .body(body);
-        })
-        .await
-}
-
 /// Sends one API request through `mw` and returns the crate error it failed with.
 async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -> Error {
-    let client = common::client(mw);
-    let err = client
-        .get(server.url(API_PATH))
-        .send()
-        .await
-        .expect_err("the request should fail");
+    let err = common::send_err(common::client(mw).get(server.url(API_PATH))).await;
     assert_clean("reqwest_middleware::Error", &format!("{err:?} {err}"));
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
+    common::crate_error(&err)
 }
 
 /// A token endpoint answering `status`/`body` once; returns the error of one request.
@@ -95,7 +69,7 @@ async fn error_from<S: TokenSource>(
 ) -> Error {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = fixed_mock(&server, status, content_type, body).await;
+    let token = fixed_token_mock(&server, status, content_type, body).await;
     let err = fail_with(&server, mw(&server, &clock)).await;
     assert!(token.calls_async().await >= 1, "the endpoint was not asked");
     err
@@ -144,7 +118,7 @@ async fn sources_params_and_tokens_redact_in_debug() {
 async fn middleware_cache_and_lease_redact_in_debug() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = fixed_mock(&server, 200, "application/json", oauth_body(ACCESS_TOKEN)).await;
+    let token = fixed_token_mock(&server, 200, "application/json", oauth_body(ACCESS_TOKEN)).await;
     let mw = middleware(&server, &clock);
 
     let lease = mw.token_cache().token().await.unwrap();
@@ -275,16 +249,13 @@ async fn malformed_responses_do_not_echo_the_token() {
 async fn transport_error_drops_the_url_with_query_secrets() {
     let api = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let port = {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
+    let port = common::dead_port();
     let source =
         HttpTokenSource::post(Url::parse(&format!("http://127.0.0.1:{port}{TOKEN_PATH}")).unwrap())
             .encoding(Encoding::Query)
             .param("client_id", Param::text("test-client"))
             .param("client_secret", Param::secret(SECRET))
-            .scope_to(&Url::parse(&api.base_url()).unwrap());
+            .scope_to(&common::base(&api));
     let mw = AuthMiddleware::from_source(source)
         .clock(Arc::new(clock.clone()))
         .retry_policy(RetryPolicy::none());
@@ -372,29 +343,24 @@ async fn trace_log_of_a_full_flow_holds_no_secret() {
 
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let token = server
-        .mock_async(|when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            let calls = Arc::clone(&calls);
-            then.respond_with(move |_req: &HttpMockRequest| {
-                let (status, body) = match calls.fetch_add(1, Ordering::SeqCst) {
-                    0 => (200, oauth_body(ACCESS_TOKEN)),
-                    1 => (
-                        500,
-                        format!(r#"{{"error":"db down while checking {SECRET}"}}"#),
-                    ),
-                    2 => (200, oauth_body(ACCESS_TOKEN_2)),
-                    _ => (401, format!(r#"{{"error":"bad secret {SECRET}"}}"#)),
-                };
-                HttpMockResponse::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .build()
-            });
-        })
-        .await;
+    let token = common::counted_mock(
+        &server,
+        |when| when.method("POST").path(TOKEN_PATH),
+        |n, _| {
+            // `n` counts from 1, the answers below from 0.
+            let (status, body) = match n - 1 {
+                0 => (200, oauth_body(ACCESS_TOKEN)),
+                1 => (
+                    500,
+                    format!(r#"{{"error":"db down while checking {SECRET}"}}"#),
+                ),
+                2 => (200, oauth_body(ACCESS_TOKEN_2)),
+                _ => (401, format!(r#"{{"error":"bad secret {SECRET}"}}"#)),
+            };
+            common::json_response(status, &body)
+        },
+    )
+    .await;
     let second = format!("Bearer {ACCESS_TOKEN_2}");
     let api = server
         .mock_async(|when, then| {

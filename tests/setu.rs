@@ -3,15 +3,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer};
+use common::{base, json_response};
+use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
-    Clock, Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, RetryPolicy, Setu,
-    SetuAuth, SetuCredentials, TokenSource, SETU_TOKEN_LIFETIME,
+    Clock, Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, Setu, SetuAuth,
+    SetuCredentials, TokenSource, SETU_TOKEN_LIFETIME,
 };
 use secrecy::ExposeSecret;
 use url::Url;
@@ -30,35 +30,17 @@ const EXAMPLE: &str = r#"{
 "refreshToken": "eyJhbGciOiJIUzI1NiIsInR5cCIgOiAiSldUIiwia2lkIiA6ICIzNzA4NDk4Yy00ZmQxLTQyOWYtYmIwZC1kYTFmNDc2Y2RiYWIifQ.eyJleHAiOjE2MzcyNDQzNjksImlhdCI6MTYzNzI0MjU2OSwianRpIjoiNTAwYzMwYzQtNTQ1Zi00ZTIxLTk5ZmEtM2YxMzRjNTE2NTdhIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLWRldi5zZXR1LmNvL2F1dGgvcmVhbG1zL2ZkIiwiYXVkIjoiaHR0cHM6Ly9hdXRoLWRldi5zZXR1LmNvL2F1dGgvcmVhbG1zL2ZkIiwic3ViIjoiNWUwZWVkYjAtZDJkOS00ODgzLThmYjQtMjFjZGNmNmI3MWYwIiwidHlwIjoiUmVmcmVzaCIsImF6cCI6InRlc3QiLCJzZXNzaW9uX3N0YXRlIjoiMDAwMjM0ODItNTBjOC00YzdjLWJkODgtNzllZTE5NzVhOTFhIiwic2NvcGUiOiJwcm9maWxlIGVtYWlsIn0.83IROYZes_jWs0ina7PexZ9xmYeh_FDRtBeGLqHPGU0"
 }"#;
 
-fn base(server: &MockServer) -> Url {
-    Url::parse(&server.base_url()).unwrap()
-}
-
 fn credentials() -> SetuCredentials {
     SetuCredentials::new(CLIENT_ID, CLIENT_SECRET)
 }
 
 /// A Setu layer against the mock, on a manual clock, with three fast attempts.
 fn auth(server: &MockServer, clock: &ManualClock) -> SetuAuth {
-    SetuAuth::new(credentials(), &base(server))
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        })
+    common::on_clock(SetuAuth::new(credentials(), &base(server)), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
     common::client(auth(server, clock))
-}
-
-fn json_response(status: u16, body: &str) -> HttpMockResponse {
-    HttpMockResponse::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .build()
 }
 
 /// `{"accessToken": token, "refreshToken": ...}` as Setu answers it (no `expires_in`).
@@ -74,18 +56,15 @@ async fn token_endpoint<'a>(
     server: &'a MockServer,
     respond: impl Fn(usize) -> HttpMockResponse + Send + Sync + 'static,
 ) -> Mock<'a> {
-    let calls = AtomicUsize::new(0);
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(TOKEN_PATH)
-                .header("content-type", FORM_CONTENT_TYPE)
-                .body(format!(
-                    "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}"
-                ));
-            then.respond_with(move |_| respond(calls.fetch_add(1, Ordering::SeqCst) + 1));
-        })
-        .await
+    let when = |when: When| {
+        when.method(POST)
+            .path(TOKEN_PATH)
+            .header("content-type", FORM_CONTENT_TYPE)
+            .body(format!(
+                "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}"
+            ))
+    };
+    common::counted_mock(server, when, move |n, _| respond(n)).await
 }
 
 /// A token endpoint that hands out JWTs expiring `lifetime` seconds after the clock's wall
@@ -116,29 +95,8 @@ async fn opaque_tokens(server: &MockServer) -> Mock<'_> {
 /// `GET /v1/next-api`: answers 401 when the bearer token is in `rejected`, else 200 with
 /// the `Authorization` values it received joined by `|`.
 async fn next_api<'a>(server: &'a MockServer, rejected: &'static [&'static str]) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.path(API_PATH);
-            then.respond_with(move |req: &HttpMockRequest| {
-                let auth: Vec<&str> = req
-                    .headers_vec()
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                if auth
-                    .iter()
-                    .any(|a| rejected.iter().any(|t| *a == format!("Bearer {t}")))
-                {
-                    return json_response(401, r#"{"error":"token expired"}"#);
-                }
-                HttpMockResponse::builder()
-                    .status(200)
-                    .body(auth.join("|"))
-                    .build()
-            });
-        })
-        .await
+    let when = |when: When| when.path(API_PATH);
+    common::rejecting_echo_mock(server, when, rejected, r#"{"error":"token expired"}"#).await
 }
 
 /// One API call; returns the status and the `Authorization` the API saw.
@@ -149,10 +107,7 @@ async fn call_api(client: &ClientWithMiddleware, server: &MockServer) -> (u16, S
 
 /// One API call that must fail in the layer; returns the crate's error.
 async fn failing_call(client: &ClientWithMiddleware, server: &MockServer) -> Error {
-    let err = client.get(server.url(API_PATH)).send().await.unwrap_err();
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
+    common::layer_error(client.get(server.url(API_PATH))).await
 }
 
 /// setu seed: "POST /auth/token — Include these as URL encoded body parameters ...
@@ -446,11 +401,11 @@ async fn a_5xx_is_retried_then_reported() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = token_endpoint(&server, |_| {
-        HttpMockResponse::builder()
-            .status(503)
-            .header("content-type", "text/html")
-            .body("<html><body><h1>503 Service Unavailable</h1></body></html>")
-            .build()
+        common::response(
+            503,
+            "text/html",
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        )
     })
     .await;
     let api = next_api(&server, &[]).await;
@@ -539,14 +494,8 @@ async fn malformed_success_responses_are_typed() {
     for (name, content_type, body, check) in cases {
         let server = MockServer::start_async().await;
         let clock = ManualClock::new();
-        let token = token_endpoint(&server, move |_| {
-            HttpMockResponse::builder()
-                .status(200)
-                .header("content-type", content_type)
-                .body(body)
-                .build()
-        })
-        .await;
+        let token =
+            token_endpoint(&server, move |_| common::response(200, content_type, body)).await;
         let api = next_api(&server, &[]).await;
 
         let err = failing_call(&client(&server, &clock), &server).await;

@@ -3,15 +3,15 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer};
+use common::{base, json_response};
+use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
-    Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, RetryPolicy, Targeter,
-    TargeterAuth, TargeterCredentials, TokenSource, TARGETER_BASE_URL,
+    Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, Targeter, TargeterAuth,
+    TargeterCredentials, TokenSource, TARGETER_BASE_URL,
 };
 use serde_json::json;
 use url::Url;
@@ -22,35 +22,18 @@ const API_KEY: &str = "YOUR_ISSUED_PARTNER_KEY";
 /// The sentinel secret: it must never show up in `Debug`, `Display` or errors.
 const API_SECRET: &str = common::SECRET;
 
-fn base(server: &MockServer) -> Url {
-    Url::parse(&server.base_url()).unwrap()
-}
-
 fn credentials() -> TargeterCredentials {
     TargeterCredentials::new(API_KEY, API_SECRET)
 }
 
 /// A Targeter layer against the mock, on a manual clock, with three fast attempts.
 fn auth(server: &MockServer, clock: &ManualClock) -> TargeterAuth {
-    TargeterAuth::from_source(Targeter::with_base_url(credentials(), &base(server)))
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        })
+    let source = Targeter::with_base_url(credentials(), &base(server));
+    common::on_clock(TargeterAuth::from_source(source), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
     common::client(auth(server, clock))
-}
-
-fn json_response(status: u16, body: &str) -> HttpMockResponse {
-    HttpMockResponse::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .build()
 }
 
 /// The token endpoint as the contract describes it: only a `POST /api/auth/token` with
@@ -61,52 +44,25 @@ async fn token_endpoint<'a>(
     server: &'a MockServer,
     respond: impl Fn(usize) -> HttpMockResponse + Send + Sync + 'static,
 ) -> Mock<'a> {
-    let calls = AtomicUsize::new(0);
-    server
-        .mock_async(move |when, then| {
-            when.method(POST)
-                .path(TOKEN_PATH)
-                .header("content-type", "application/json")
-                .json_body(json!({ "api_key": API_KEY, "api_secret": API_SECRET }));
-            then.respond_with(move |_| respond(calls.fetch_add(1, Ordering::SeqCst) + 1));
-        })
-        .await
+    let when = |when: When| {
+        when.method(POST)
+            .path(TOKEN_PATH)
+            .header("content-type", "application/json")
+            .json_body(json!({ "api_key": API_KEY, "api_secret": API_SECRET }))
+    };
+    common::counted_mock(server, when, move |n, _| respond(n)).await
 }
 
 /// A token endpoint that hands out `tok-1`, `tok-2`, ... each valid `expires_in` seconds.
 async fn numbered_tokens(server: &MockServer, expires_in: u64) -> Mock<'_> {
-    token_endpoint(server, move |n| {
-        json_response(200, &common::token_body(&format!("tok-{n}"), expires_in))
-    })
-    .await
+    token_endpoint(server, move |n| common::numbered_token(n, expires_in)).await
 }
 
 /// `POST /api/campaign`: answers 401 when the bearer token is in `rejected`, else 200 with
 /// the `Authorization` values it received joined by `|` (empty when there was none).
 async fn campaign_api<'a>(server: &'a MockServer, rejected: &'static [&'static str]) -> Mock<'a> {
-    server
-        .mock_async(move |when, then| {
-            when.method(POST).path(CAMPAIGN_PATH);
-            then.respond_with(move |req: &HttpMockRequest| {
-                let auth: Vec<&str> = req
-                    .headers_vec()
-                    .iter()
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                if auth
-                    .iter()
-                    .any(|a| rejected.iter().any(|t| *a == format!("Bearer {t}")))
-                {
-                    return json_response(401, r#"{"error":"Token expired"}"#);
-                }
-                HttpMockResponse::builder()
-                    .status(200)
-                    .body(auth.join("|"))
-                    .build()
-            });
-        })
-        .await
+    let when = |when: When| when.method(POST).path(CAMPAIGN_PATH);
+    common::rejecting_echo_mock(server, when, rejected, r#"{"error":"Token expired"}"#).await
 }
 
 /// One campaign call; returns the status and the `Authorization` the API saw.
@@ -122,15 +78,7 @@ async fn call_campaign(client: &ClientWithMiddleware, server: &MockServer) -> (u
 
 /// One campaign call that must fail in the layer; returns the crate's error.
 async fn failing_campaign(client: &ClientWithMiddleware, server: &MockServer) -> Error {
-    let err = client
-        .post(server.url(CAMPAIGN_PATH))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap_err();
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
+    common::layer_error(client.post(server.url(CAMPAIGN_PATH)).json(&json!({}))).await
 }
 
 /// targeter seed: `curl -X POST "https://storhaug.targeter.tech/api/auth/token"
@@ -491,14 +439,8 @@ async fn malformed_success_responses_are_typed() {
     for (name, content_type, body, check) in cases {
         let server = MockServer::start_async().await;
         let clock = ManualClock::new();
-        let token = token_endpoint(&server, move |_| {
-            HttpMockResponse::builder()
-                .status(200)
-                .header("content-type", content_type)
-                .body(body)
-                .build()
-        })
-        .await;
+        let token =
+            token_endpoint(&server, move |_| common::response(200, content_type, body)).await;
         let api = campaign_api(&server, &[]).await;
 
         let err = failing_campaign(&client(&server, &clock), &server).await;

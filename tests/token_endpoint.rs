@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{middleware, token_body, TestSource, TOKEN_PATH};
-use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
+use common::{fixed_token_mock, middleware, token_body, TestSource, TOKEN_PATH};
+use httpmock::{HttpMockResponse, MockServer, When};
 use reqwest_partner_auth::{
     AuthMiddleware, Clock, Error, HttpTokenSource, Malformed, ManualClock, Param, RetryPolicy,
     TokenSource, DEFAULT_MAX_BODY,
@@ -34,23 +32,19 @@ async fn api_mock(server: &MockServer) -> httpmock::Mock<'_> {
 /// A token endpoint that answers `answers[i]` to its i-th call (the last one from then on),
 /// each as (status, extra headers, body).
 async fn sequence_mock(server: &MockServer, answers: Vec<Answer>) -> httpmock::Mock<'_> {
-    let calls = Arc::new(AtomicUsize::new(0));
-    server
-        .mock_async(move |when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            then.respond_with(move |_req: &HttpMockRequest| {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                let (status, headers, body) = &answers[n.min(answers.len() - 1)];
-                let mut res = HttpMockResponse::builder()
-                    .status(*status)
-                    .header("content-type", "application/json");
-                for (k, v) in headers {
-                    res = res.header(*k, v.clone());
-                }
-                res.body(body.clone()).build()
-            });
-        })
-        .await
+    let when = |when: When| when.method("POST").path(TOKEN_PATH);
+    common::counted_mock(server, when, move |n, _| {
+        // `n` counts from 1, `answers` from 0.
+        let (status, headers, body) = &answers[(n - 1).min(answers.len() - 1)];
+        let mut res = HttpMockResponse::builder()
+            .status(*status)
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            res = res.header(*k, v.clone());
+        }
+        res.body(body.clone()).build()
+    })
+    .await
 }
 
 /// One scripted answer of a token endpoint: status, extra headers, body.
@@ -64,41 +58,9 @@ fn status(code: u16, body: &str) -> Answer {
     (code, vec![], body.to_owned())
 }
 
-/// A token endpoint answering one fixed response.
-async fn fixed_mock<'a>(
-    server: &'a MockServer,
-    status: u16,
-    content_type: &str,
-    body: impl Into<String>,
-) -> httpmock::Mock<'a> {
-    let body = body.into();
-    server
-        .mock_async(|when, then| {
-            when.method("POST").path(TOKEN_PATH);
-            then.status(status)
-                .header("content-type", content_type)
-                .body(body);
-        })
-        .await
-}
-
 /// Sends one API request through `mw` and returns the crate error it failed with.
 async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -> Error {
-    let client = common::client(mw);
-    let err = client
-        .get(server.url(API_PATH))
-        .send()
-        .await
-        .expect_err("the request should fail");
-    Error::from_middleware(&err)
-        .unwrap_or_else(|| panic!("not a crate error: {err:?}"))
-        .clone()
-}
-
-/// A `127.0.0.1` port nothing listens on (bound, then released).
-fn dead_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    common::layer_error(common::client(mw).get(server.url(API_PATH))).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -145,7 +107,7 @@ async fn transient_500s_are_retried_until_success() {
 async fn persistent_503_gives_up_after_max_attempts() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = fixed_mock(&server, 503, "text/plain", "service unavailable").await;
+    let token = fixed_token_mock(&server, 503, "text/plain", "service unavailable").await;
     let api = api_mock(&server).await;
 
     let err = fail_with(&server, middleware(&server, &clock)).await;
@@ -267,19 +229,13 @@ async fn connect_errors_are_retried_then_transport() {
     let api_server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let api = api_mock(&api_server).await;
-    let port = dead_port();
+    let port = common::dead_port();
     let source =
         HttpTokenSource::post(Url::parse(&format!("http://127.0.0.1:{port}{TOKEN_PATH}")).unwrap())
             .param("client_id", Param::text("test-client"))
             .param("client_secret", Param::secret(common::SECRET))
-            .scope_to(&Url::parse(&api_server.base_url()).unwrap());
-    let mw = AuthMiddleware::from_source(source)
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy {
-            max_attempts: 3,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(10),
-        });
+            .scope_to(&common::base(&api_server));
+    let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
 
     let err = fail_with(&api_server, mw).await;
 
@@ -306,7 +262,7 @@ async fn credential_rejections_are_not_retried() {
     for code in [400, 401] {
         let server = MockServer::start_async().await;
         let clock = ManualClock::new();
-        let token = fixed_mock(
+        let token = fixed_token_mock(
             &server,
             code,
             "application/json",
@@ -333,7 +289,7 @@ async fn credential_rejections_are_not_retried() {
 async fn invalid_client_code_is_not_retried_even_on_5xx() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = fixed_mock(
+    let token = fixed_token_mock(
         &server,
         500,
         "application/json",
@@ -362,7 +318,7 @@ async fn invalid_client_code_is_not_retried_even_on_5xx() {
 async fn malformed_case(status: u16, content_type: &str, body: impl Into<String>) -> Error {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = fixed_mock(&server, status, content_type, body).await;
+    let token = fixed_token_mock(&server, status, content_type, body).await;
     let err = fail_with(
         &server,
         middleware(&server, &clock).retry_policy(RetryPolicy::none()),
@@ -460,7 +416,7 @@ async fn empty_body_is_empty_body() {
 async fn body_over_configured_cap_is_too_large() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let token = fixed_mock(
+    let token = fixed_token_mock(
         &server,
         200,
         "application/json",
