@@ -499,3 +499,43 @@ async fn repeated_callback_parameters_are_rejected() {
     }
     assert_eq!(token.calls_async().await, 0);
 }
+
+/// RFC 9207 (authorization server issuer identification): with `OAuthClient::issuer` set, a
+/// callback whose `iss` names another issuer is rejected as `Error::Callback` before any
+/// token request (mix-up defence); a matching `iss`, or none at all (Auth0 sends none), is
+/// accepted and the code is exchanged.
+#[tokio::test]
+async fn callback_from_another_issuer_is_rejected() {
+    let server = MockServer::start_async().await;
+    let issuer = "https://tenant.auth0.example/";
+
+    let login = auth0(&server).issuer(issuer).begin_login().unwrap();
+    let state = param(login.authorize_url(), "state");
+    let (token, _seen) =
+        token_endpoint(&server, param(login.authorize_url(), "code_challenge")).await;
+    let forged = callback(&[
+        ("code", "c"),
+        ("state", &state),
+        ("iss", "https://evil.example/"),
+    ]);
+    let err = complete_err(login, &forged).await;
+    assert!(
+        matches!(&err, Error::Callback(m) if m.contains("issuer")),
+        "{err:?}"
+    );
+    assert_eq!(token.calls_async().await, 0);
+    token.delete_async().await;
+
+    for iss in [Some(issuer), None] {
+        let login = auth0(&server).issuer(issuer).begin_login().unwrap();
+        let state = param(login.authorize_url(), "state");
+        let (token, _seen) =
+            token_endpoint(&server, param(login.authorize_url(), "code_challenge")).await;
+        let mut pairs = vec![("code", "c"), ("state", state.as_str())];
+        pairs.extend(iss.map(|i| ("iss", i)));
+        let tokens = login.complete(&callback(&pairs)).await;
+        assert!(tokens.is_ok(), "iss {iss:?}: {tokens:?}");
+        assert_eq!(token.calls_async().await, 1);
+        token.delete_async().await;
+    }
+}

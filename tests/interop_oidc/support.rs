@@ -184,9 +184,12 @@ impl OidcServer {
         self.issuer.join("/auth").expect("static path")
     }
 
-    /// The public PKCE client with the loopback redirect URI (any port is accepted).
+    /// The public PKCE client with the loopback redirect URI (any port is accepted). Its
+    /// issuer is set, so every login also checks the callback's RFC 9207 `iss`, which
+    /// oidc-provider sends (the issuer string has no trailing slash).
     pub(crate) fn pkce_client(&self) -> OAuthClient {
         OAuthClient::new(self.authorize_url(), self.token_url(), "pkce-public")
+            .issuer(self.issuer.as_str().trim_end_matches('/'))
             .audience(RESOURCE)
             .scopes(["offline_access", "read:campaigns"])
             .redirect_uri(Url::parse("http://127.0.0.1:53682/callback").expect("static url"))

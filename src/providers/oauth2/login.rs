@@ -121,18 +121,20 @@ impl PendingLogin {
     /// `code_verifier`). The returned tokens are ready for a [`TokenStore`](crate::TokenStore).
     ///
     /// # Errors
-    /// [`Error::Callback`] when `state` is missing or does not match (possible CSRF) or
-    /// there is no `code`; [`Error::OAuth`] for an `error=` callback (`access_denied`, ...)
+    /// [`Error::Callback`] when `state` is missing or does not match (possible CSRF), when the
+    /// callback names another issuer than [`OAuthClient::issuer`] (RFC 9207), when a parameter
+    /// repeats, or when there is no `code`; [`Error::OAuth`] for an `error=` callback (`access_denied`, ...)
     /// or a rejected exchange; [`Error::InvalidCredentials`] for `invalid_client`.
     pub async fn complete(self, callback: &Url) -> Result<StoredTokens, Error> {
         let mut code = None;
         let mut state = None;
         let mut error = None;
         let mut description = None;
+        let mut issuer = None;
         let mut seen = std::collections::HashSet::new();
         for (k, v) in callback.query_pairs() {
             // RFC 6749 §3.1: parameters must not repeat; a repeated one is ambiguous.
-            if matches!(&*k, "code" | "state" | "error") && !seen.insert(k.clone()) {
+            if matches!(&*k, "code" | "state" | "error" | "iss") && !seen.insert(k.clone()) {
                 return Err(Error::Callback(format!(
                     "parameter `{k}` appears more than once"
                 )));
@@ -142,6 +144,7 @@ impl PendingLogin {
                 "state" => state = Some(v.into_owned()),
                 "error" => error = Some(v.into_owned()),
                 "error_description" => description = Some(v.into_owned()),
+                "iss" => issuer = Some(v.into_owned()),
                 _ => {}
             }
         }
@@ -150,6 +153,14 @@ impl PendingLogin {
             Some(s) if constant_time_eq(s.as_bytes(), self.state.expose_secret().as_bytes()) => {}
             Some(_) => return Err(Error::Callback("state does not match this login".into())),
             None => return Err(Error::Callback("state is missing".into())),
+        }
+        // RFC 9207: a callback naming another issuer is not ours, whatever it carries.
+        if let (Some(expected), Some(got)) = (&self.client.issuer, &issuer) {
+            if expected != got {
+                return Err(Error::Callback(
+                    "the callback comes from another issuer".into(),
+                ));
+            }
         }
         if let Some(code) = error {
             return Err(Error::OAuth {

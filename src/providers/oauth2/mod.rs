@@ -26,6 +26,7 @@ pub struct OAuthClient {
     pub(crate) audience: Option<String>,
     pub(crate) scopes: Vec<String>,
     pub(crate) redirect_uri: Option<Url>,
+    pub(crate) issuer: Option<String>,
     pub(crate) http: reqwest::Client,
     pub(crate) allow_insecure_http: bool,
 }
@@ -43,6 +44,7 @@ impl fmt::Debug for OAuthClient {
             .field("audience", &self.audience)
             .field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri.as_ref().map(Url::as_str))
+            .field("issuer", &self.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +60,7 @@ impl OAuthClient {
             audience: None,
             scopes: Vec::new(),
             redirect_uri: None,
+            issuer: None,
             http: default_token_client(),
             allow_insecure_http: false,
         }
@@ -106,6 +109,15 @@ impl OAuthClient {
     /// The callback URI registered with the authorization server.
     pub fn redirect_uri(mut self, uri: Url) -> Self {
         self.redirect_uri = Some(uri);
+        self
+    }
+
+    /// The authorization server's issuer identifier. When set, a login callback that carries
+    /// an `iss` parameter (RFC 9207) must name exactly this issuer, which stops a callback
+    /// from another authorization server (a mix-up attack) from being accepted. Callbacks
+    /// without `iss` (Auth0 sends none) are still accepted.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
         self
     }
 
