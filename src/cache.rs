@@ -366,13 +366,16 @@ impl<S: TokenSource> TokenCache<S> {
         let mut slot = self.lock_flight();
         let current = self.state.current.load();
         let still_current = current.as_ref().is_some_and(|e| e.generation == generation);
+        if slot.is_some() || !still_current {
+            return;
+        }
         let paused = self
             .state
             .background_paused_until
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|until| self.config.clock.now() < until);
-        if slot.is_none() && still_current && !paused {
+        if !paused {
             tracing::debug!("token nearing expiry; refreshing in the background");
             drop(self.join_or_start(&mut slot, FetchReason::Expiring));
         }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::StatusCode;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Malformed, OAuthErrorCode};
@@ -316,18 +316,16 @@ pub(crate) fn parse_success(
             }
             let text =
                 std::str::from_utf8(body).map_err(|_| Error::malformed(Malformed::NotUtf8))?;
-            // CR, LF and other controls first: they are a header-injection attempt, not a
-            // token with spaces.
-            if text.trim().contains(char::is_control) {
-                return bad(Malformed::IllegalHeaderValue);
-            }
-            if text.trim().contains(char::is_whitespace) {
+            // `Token` trims and rejects CR, LF and other controls (a header-injection attempt);
+            // what is left to refuse is a space inside the token.
+            let token = Token::bearer(text)?;
+            if token.secret().expose_secret().contains(' ') {
                 return bad(Malformed::InvalidField {
                     field: "token".into(),
                     problem: "contains whitespace".into(),
                 });
             }
-            Token::bearer(text)
+            Ok(token)
         }
         ResponseShape::Json {
             token,
@@ -458,7 +456,6 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 
 /// A short excerpt of a partner message, with secrets replaced.
 pub(crate) fn excerpt(text: &str, secrets: &[&SecretString]) -> String {
-    use secrecy::ExposeSecret as _;
     let mut out: String = text
         .chars()
         .filter(|c| !c.is_control())

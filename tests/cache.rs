@@ -12,8 +12,9 @@ use std::time::Duration;
 use httpmock::{Mock, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
-    AuthMiddleware, Clock, Error, FetchContext, Malformed, ManualClock, Token, TokenCache,
-    TokenSource, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW, MAX_TOKEN_LIFETIME,
+    AuthMiddleware, Clock, Error, FetchContext, Malformed, ManualClock, RetryPolicy, Token,
+    TokenCache, TokenSource, BACKGROUND_RETRY_PAUSE, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW,
+    MAX_TOKEN_LIFETIME,
 };
 use url::Url;
 
@@ -774,4 +775,45 @@ async fn a_panicking_source_fails_one_fetch_not_all_later_ones() {
     let second = cache.token().await.expect("the next fetch runs again");
     assert_eq!(second.header_value(), "Bearer tok-after-panic");
     assert_eq!(cache.source().calls.load(Ordering::SeqCst), 2);
+}
+
+/// `BACKGROUND_RETRY_PAUSE`: after a background refresh fails, requests in the
+/// refresh-ahead window do not each start another fetch; the next background attempt comes
+/// once the pause has passed on the cache's clock.
+#[tokio::test]
+async fn failed_background_refresh_pauses_further_attempts() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let old = api_mock(&server, "tok-1", 200).await;
+    let client = client(middleware(&server, &clock).retry_policy(RetryPolicy::none()));
+    get_ok(&client, &server).await;
+    token.delete_async().await;
+    let failing = server
+        .mock_async(|when, then| {
+            when.method(httpmock::Method::POST).path(common::TOKEN_PATH);
+            then.status(500);
+        })
+        .await;
+
+    clock.advance(secs(2900));
+    get_ok(&client, &server).await;
+    assert_eq!(wait_for_hits(&failing, 1).await, 1);
+    // More requests, each after the previous fetch had time to finish: without the pause
+    // every one of them would start a new fetch.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        get_ok(&client, &server).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(failing.calls_async().await, 1, "paused after the failure");
+    assert_eq!(old.calls_async().await, 7);
+
+    clock.advance(BACKGROUND_RETRY_PAUSE);
+    get_ok(&client, &server).await;
+    assert_eq!(
+        wait_for_hits(&failing, 2).await,
+        2,
+        "tried again after the pause"
+    );
 }

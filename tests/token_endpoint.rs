@@ -530,3 +530,41 @@ async fn hanging_endpoint_times_out() {
     assert_eq!(token.calls_async().await, 1);
     assert_eq!(clock.slept(), Duration::ZERO, "RetryPolicy::none() retried");
 }
+
+/// `default_token_client`: token endpoints are called without following redirects, so a
+/// redirect (here a 307, which would resend the body) cannot forward the credentials to
+/// another host. The redirect is a non-transient `TokenEndpoint` error; the other host is
+/// never contacted.
+#[tokio::test]
+async fn token_endpoint_redirects_are_not_followed() {
+    let server = MockServer::start_async().await;
+    let elsewhere = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let target = elsewhere.url(TOKEN_PATH);
+    let redirect = server
+        .mock_async(move |when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            then.status(307).header("location", target);
+        })
+        .await;
+    let stolen = elsewhere
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(200).body(token_body("tok", 3600));
+        })
+        .await;
+
+    let err = fail_with(&server, middleware(&server, &clock)).await;
+
+    match &err {
+        Error::TokenEndpoint { status, .. } => assert_eq!(status.as_u16(), 307),
+        other => panic!("expected TokenEndpoint 307, got {other:?}"),
+    }
+    assert!(!err.is_transient());
+    assert_eq!(redirect.calls_async().await, 1);
+    assert_eq!(
+        stolen.calls_async().await,
+        0,
+        "credentials went to another host"
+    );
+}
