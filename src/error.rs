@@ -104,9 +104,10 @@ pub enum Error {
         publisher: String,
     },
 
-    /// A [`TokenStore`](crate::TokenStore) could not load, save or lock.
+    /// A [`TokenStore`](crate::TokenStore) could not load, save or lock; [`StoreError::kind`]
+    /// says why (a corrupt file, an I/O failure, a lock that was not free in time, ...).
     #[error("token store: {0}")]
-    Store(String),
+    Store(#[source] StoreError),
 
     /// The configuration given to a constructor is not usable.
     #[error("invalid configuration: {0}")]
@@ -115,6 +116,112 @@ pub enum Error {
     /// The task fetching the token panicked (a bug in a custom [`TokenSource`](crate::TokenSource)).
     #[error("token source panicked")]
     SourcePanicked,
+
+    /// The token fetch did not finish within the cache's fetch deadline (a token endpoint or
+    /// store that hangs). Transient: a later request starts a new fetch.
+    #[error("token fetch did not finish within {}", humantime_secs(*.deadline))]
+    FetchTimeout {
+        /// The deadline that passed.
+        deadline: Duration,
+    },
+
+    /// The token fetch was cancelled before it finished: the tokio runtime it ran on shut
+    /// down. Transient: a later request starts a new fetch.
+    #[error("token fetch was cancelled (its runtime shut down)")]
+    FetchCancelled,
+}
+
+/// `1.5s`, `30s`, `250ms`: a short rendering of a duration for messages.
+fn humantime_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// Why a [`TokenStore`](crate::TokenStore) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// Reading or writing the storage failed (permissions, a full disk, a missing
+    /// directory); [`StoreError::io_error`] has the cause.
+    Io,
+    /// The storage holds something that cannot be read back (truncated, not JSON, an unknown
+    /// version, a value out of range). It is left as it is for a person to look at.
+    Corrupt,
+    /// The lock of a credential was not free within the store's lock timeout (another task or
+    /// process holds it, or froze while holding it).
+    LockTimeout,
+    /// The storage is not safe to use: a token or lock file that is a symbolic link or is
+    /// owned by another user.
+    Insecure,
+    /// The tokens cannot be stored as they are (a time before 1970).
+    Unsupported,
+    /// Anything else (a store of your own may use it).
+    Other,
+}
+
+/// A [`TokenStore`](crate::TokenStore) failure: what kind, a message naming what failed
+/// (a path, never a token), and the I/O error behind it if there is one.
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+    source: Option<Arc<std::io::Error>>,
+}
+
+impl StoreError {
+    /// A store error of `kind`. `message` says what failed; it must not contain a secret.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`StoreErrorKind::Io`] error caused by `source`.
+    pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
+        Self {
+            kind: StoreErrorKind::Io,
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The I/O error behind it, if any (its [`kind`](std::io::Error::kind) tells a
+    /// permission problem from a full disk).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        self.source.as_deref()
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        Error::Store(err)
+    }
 }
 
 /// What was wrong with a token endpoint's success response.
@@ -178,12 +285,13 @@ impl Error {
         }
     }
 
-    /// `true` when trying again later may succeed: transport errors, 5xx, 429 and 408.
+    /// `true` when trying again later may succeed: transport errors, 5xx, 429 and 408, a fetch
+    /// that ran past its deadline or was cancelled.
     ///
     /// Credential rejections, dead refresh tokens and malformed responses are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Transport { .. } => true,
+            Error::Transport { .. } | Error::FetchTimeout { .. } | Error::FetchCancelled => true,
             Error::TokenEndpoint { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS

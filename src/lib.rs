@@ -165,7 +165,7 @@ pub use cache::{
 };
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use endpoint::{default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT};
-pub use error::{Error, Malformed, OAuthErrorCode};
+pub use error::{Error, Malformed, OAuthErrorCode, StoreError, StoreErrorKind};
 pub use middleware::{
     is_unauthorized, AuthMiddleware, NoReplay, RejectOnUnauthorized, RejectionPolicy,
 };
@@ -184,7 +184,7 @@ pub use providers::setu::{Setu, SetuAuth, SetuCredentials, SETU_TOKEN_LIFETIME};
 pub use providers::targeter::{Targeter, TargeterAuth, TargeterCredentials, TARGETER_BASE_URL};
 pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 pub use source::{FetchContext, FetchReason, TokenSource};
-pub use store::{FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore};
+pub use store::{DeadLogin, FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore};
 pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME};
 
 #[doc = include_str!("../README.md")]

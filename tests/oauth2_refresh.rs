@@ -15,7 +15,7 @@ use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
     async_trait, Clock, Error, ManualClock, MemoryStore, OAuthClient, RefreshToken,
-    RefreshTokenAuth, StoreLock, StoredTokens, TokenStore,
+    RefreshTokenAuth, StoreError, StoreErrorKind, StoreLock, StoredTokens, TokenStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -238,7 +238,10 @@ impl TokenStore for RecordingStore {
             .is_ok();
         if fail {
             self.events.lock().unwrap().push("save failed".into());
-            return Err(Error::Store("disk full".into()));
+            return Err(Error::Store(StoreError::new(
+                StoreErrorKind::Io,
+                "disk full",
+            )));
         }
         let rt = tokens
             .refresh_token

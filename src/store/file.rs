@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{StoreLock, StoredTokens, TokenStore};
-use crate::error::Error;
+use crate::error::{Error, StoreError, StoreErrorKind};
 
 /// The format version this code reads and writes.
 const VERSION: u64 = 1;
@@ -336,7 +336,13 @@ mod secret {
 fn unix_seconds(t: SystemTime) -> Result<u64, Error> {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .map_err(|_| Error::Store("cannot save a time before 1970".to_owned()))
+        .map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Unsupported,
+                "cannot save a time before 1970",
+            )
+            .into()
+        })
 }
 
 /// Reads and parses the file; `None` when it does not exist.
@@ -383,14 +389,15 @@ fn describe(e: serde_json::Error) -> String {
 }
 
 fn corrupt(path: &Path, reason: &str) -> Error {
-    Error::Store(format!(
-        "token file {} is corrupt: {reason}",
-        path.display()
-    ))
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!("token file {} is corrupt: {reason}", path.display()),
+    )
+    .into()
 }
 
 fn store_error(what: String, e: io::Error) -> Error {
-    Error::Store(format!("{what}: {e}"))
+    StoreError::io(what, e).into()
 }
 
 /// Replaces the file atomically with `file`.
@@ -413,10 +420,10 @@ fn write_file(path: &Path, file: &StoreFile) -> Result<(), Error> {
         let what = format!("cannot create a temporary file in {}", dir.display());
         store_error(what, e)
     })?;
-    // Not `Error::Store(e.to_string())`: serializing cannot fail for these types, and its
+    // Not `e.to_string()`: serializing cannot fail for these types, and its
     // message could quote a value.
     let json = serde_json::to_vec_pretty(file)
-        .map_err(|_| Error::Store("cannot encode the token file".to_owned()))?;
+        .map_err(|_| StoreError::new(StoreErrorKind::Other, "cannot encode the token file"))?;
     tmp.write_all(&json).map_err(write_err)?;
     tmp.as_file().sync_all().map_err(write_err)?;
     tmp.persist(path).map_err(|e| write_err(e.error))?;
@@ -457,7 +464,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|_| Err(Error::Store("file task failed".to_owned())))
+        .unwrap_or_else(|_| Err(StoreError::new(StoreErrorKind::Other, "file task failed").into()))
 }
 
 fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

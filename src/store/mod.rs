@@ -30,6 +30,31 @@ pub struct StoredTokens {
     pub refresh_token: Option<SecretString>,
     /// When the person logged in (the start of the partner's session limit).
     pub authorized_at: SystemTime,
+    /// Set once the authorization server declared this login dead (the refresh token was
+    /// rejected as expired, reused or revoked): when and why. A dead login is kept, not
+    /// deleted, so a person can see what happened; nothing is sent with it until a new
+    /// login replaces it.
+    pub dead: Option<DeadLogin>,
+}
+
+/// When and why a stored login stopped working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLogin {
+    /// When the authorization server refused it (wall clock).
+    pub at: SystemTime,
+    /// The server's explanation (scrubbed of secrets), or what this crate concluded.
+    pub reason: String,
+}
+
+impl DeadLogin {
+    /// A login found dead at `at` because of `reason`.
+    pub fn new(at: SystemTime, reason: impl Into<String>) -> Self {
+        Self {
+            at,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl StoredTokens {
@@ -45,6 +70,7 @@ impl StoredTokens {
             access_expires_at,
             refresh_token,
             authorized_at,
+            dead: None,
         }
     }
 }
@@ -62,6 +88,7 @@ impl fmt::Debug for StoredTokens {
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
             .field("authorized_at", &self.authorized_at)
+            .field("dead", &self.dead)
             .finish()
     }
 }
