@@ -22,24 +22,42 @@ use arc_swap::ArcSwapOption;
 use backon::BackoffBuilder as _;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
+use secrecy::ExposeSecret as _;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::source::{FetchContext, FetchReason, TokenSource};
 use crate::token::Token;
 
-/// Default time before expiry from which requests wait for a new token: 30 seconds (cut to
-/// half the lifetime for tokens that live less than a minute, so a short-lived token is still
-/// used before it is replaced).
+/// Default time before expiry from which requests wait for a new token: 30 seconds (cut to a
+/// quarter of the lifetime for tokens that live less than two minutes, so a short-lived token
+/// is still used for most of its life).
 pub const DEFAULT_REFRESH_SKEW: Duration = Duration::from_secs(30);
 
-/// Default share of a token's lifetime, counted back from its expiry, in which a background
-/// refresh starts while requests keep using the current token: the last 20%.
-pub const DEFAULT_REFRESH_AHEAD: f64 = 0.2;
+/// Default length of the refresh-ahead window, as a share of the token's lifetime: a
+/// background refresh starts this share of the lifetime before the skew point (capped at
+/// [`REFRESH_AHEAD_LIMIT`]), while requests keep using the current token.
+pub const DEFAULT_REFRESH_AHEAD: f64 = 0.25;
+
+/// The longest refresh-ahead window: a token of an hour is refreshed in the background 20 s
+/// before its skew point (at 98.6% of its life), one of ten minutes at 91.7%, so the token
+/// endpoint sees at most 1.1 fetches per lifetime for lifetimes of ten minutes or more.
+pub const REFRESH_AHEAD_LIMIT: Duration = Duration::from_secs(20);
 
 /// After a failed fetch, how long refresh-ahead waits before it tries in the background
 /// again. Requests inside the skew window still wait for a fetch of their own.
 pub const BACKGROUND_RETRY_PAUSE: Duration = Duration::from_secs(10);
+
+/// Default deadline of one token fetch, retries included. Past it the callers waiting for it
+/// get the current token if it has not expired, else [`Error::FetchTimeout`]; a later caller
+/// starts a new fetch.
+pub const DEFAULT_FETCH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Default cool-down of rejection-driven fetches: after the API rejected a token (a 401) and a
+/// new one was fetched for it, further rejections within this time fetch nothing; the 401
+/// goes back to the caller. An API that rejects every fresh token (a missing permission, a
+/// wrong audience) then costs one token fetch per cool-down, not one per request.
+pub const DEFAULT_REJECTION_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// How failing token-endpoint calls are retried.
 ///
@@ -82,6 +100,8 @@ pub(crate) struct CacheConfig {
     pub(crate) refresh_ahead: f64,
     pub(crate) retry: RetryPolicy,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) fetch_deadline: Duration,
+    pub(crate) rejection_cooldown: Duration,
 }
 
 impl Default for CacheConfig {
@@ -91,6 +111,8 @@ impl Default for CacheConfig {
             refresh_ahead: DEFAULT_REFRESH_AHEAD,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            fetch_deadline: DEFAULT_FETCH_DEADLINE,
+            rejection_cooldown: DEFAULT_REJECTION_COOLDOWN,
         }
     }
 }
@@ -161,29 +183,83 @@ impl Entry {
 
 /// The deadlines of a token that lives `lifetime` from `now`: (refresh at, stale at,
 /// expires at). A pure function, unit tested below.
+///
+/// The skew is cut to a quarter of the lifetime; the refresh-ahead window (`refresh_ahead` of
+/// the lifetime, at most [`REFRESH_AHEAD_LIMIT`]) ends at the skew point. So every lifetime
+/// gets a background refresh before anyone must wait: a 4 s token is refreshed at 2 s and
+/// waited for from 3 s; an hour's token at 3550 s and 3570 s.
 pub(crate) fn deadlines(
     now: Instant,
     lifetime: Duration,
     skew: Duration,
     refresh_ahead: f64,
 ) -> (Instant, Instant, Instant) {
-    let skew = skew.min(lifetime / 2);
-    let stale_at = now + (lifetime - skew);
-    let ahead = lifetime.mul_f64(refresh_ahead.clamp(0.0, 1.0));
-    let refresh_at = (now + lifetime.saturating_sub(ahead)).min(stale_at);
-    (refresh_at, stale_at, now + lifetime)
+    let skew = skew.min(lifetime / 4);
+    let usable = lifetime - skew;
+    let window = lifetime
+        .mul_f64(refresh_ahead.clamp(0.0, 1.0))
+        .min(REFRESH_AHEAD_LIMIT)
+        .min(usable);
+    let stale_at = now + usable;
+    (stale_at - window, stale_at, now + lifetime)
 }
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Entry>, Error>>>;
 
+/// The fetch in flight, if any, and what rejections did lately. Guarded by one mutex, held
+/// only for moments (never across an await).
+#[derive(Default)]
+struct Flights {
+    current: Option<InFlight>,
+    /// Numbers flights, so a finished, cancelled or abandoned flight clears the slot only
+    /// while the slot still holds it.
+    next_id: u64,
+    /// When the last rejection-driven fetch was allowed (cache clock).
+    last_rejection: Option<Instant>,
+}
+
+struct InFlight {
+    id: u64,
+    flight: Flight,
+    /// When it started (tokio's clock, which drives the deadline).
+    started: tokio::time::Instant,
+}
+
 struct State<S> {
     source: S,
     current: ArcSwapOption<Entry>,
-    flight: Mutex<Option<Flight>>,
+    flights: Mutex<Flights>,
     generations: AtomicU64,
     /// After a failed fetch, background refreshes wait until then, so a partner outage
     /// during the refresh-ahead window is not answered with a fetch per request.
     background_paused_until: Mutex<Option<Instant>>,
+}
+
+impl<S> State<S> {
+    fn lock_flights(&self) -> std::sync::MutexGuard<'_, Flights> {
+        // The lock guards no invariant a panic could break half-way.
+        self.flights.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Empties the slot if it still holds flight `id`.
+    fn forget_flight(&self, id: u64) {
+        let mut flights = self.lock_flights();
+        if flights.current.as_ref().is_some_and(|f| f.id == id) {
+            flights.current = None;
+        }
+    }
+}
+
+/// What a rejection of a token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// The token was dropped: fetch a new one.
+    Dropped,
+    /// The token had been replaced already (another request saw the rejection first).
+    AlreadyReplaced,
+    /// A rejection-driven fetch happened within the cool-down: the token stays, nothing is
+    /// fetched, the rejection goes back to the caller.
+    CoolingDown,
 }
 
 /// Caches the token of one [`TokenSource`] and decides when to fetch a new one.
@@ -223,7 +299,7 @@ impl<S: TokenSource> TokenCache<S> {
             state: Arc::new(State {
                 source,
                 current: ArcSwapOption::empty(),
-                flight: Mutex::new(None),
+                flights: Mutex::new(Flights::default()),
                 generations: AtomicU64::new(0),
                 background_paused_until: Mutex::new(None),
             }),
@@ -235,16 +311,17 @@ impl<S: TokenSource> TokenCache<S> {
         Arc::make_mut(&mut self.config)
     }
 
-    /// How long before expiry requests stop using a token and wait for a new one.
-    /// Default [`DEFAULT_REFRESH_SKEW`].
+    /// How long before expiry requests stop using a token and wait for a new one (cut to a
+    /// quarter of the lifetime for short-lived tokens). Default [`DEFAULT_REFRESH_SKEW`].
     pub fn refresh_skew(mut self, skew: Duration) -> Self {
         self.config_mut().skew = skew;
         self
     }
 
-    /// The share of the lifetime (0.0 to 1.0, counted back from expiry) in which a background
-    /// refresh runs while requests keep using the current token. Default
-    /// [`DEFAULT_REFRESH_AHEAD`]; 0 turns refresh-ahead off.
+    /// The length of the refresh-ahead window as a share of the lifetime (0.0 to 1.0, at most
+    /// [`REFRESH_AHEAD_LIMIT`]): from that long before the skew point a background refresh
+    /// runs while requests keep using the current token. Default [`DEFAULT_REFRESH_AHEAD`];
+    /// 0 turns refresh-ahead off.
     pub fn refresh_ahead(mut self, share: f64) -> Self {
         self.config_mut().refresh_ahead = if share.is_finite() {
             share.clamp(0.0, 1.0)
@@ -266,6 +343,22 @@ impl<S: TokenSource> TokenCache<S> {
         self
     }
 
+    /// The deadline of one token fetch, retries and store locks included (real time).
+    /// Default [`DEFAULT_FETCH_DEADLINE`]. Past it, callers whose token has not expired get
+    /// it, the others [`Error::FetchTimeout`], and the next caller starts a new fetch.
+    pub fn fetch_deadline(mut self, deadline: Duration) -> Self {
+        self.config_mut().fetch_deadline = deadline;
+        self
+    }
+
+    /// After a rejection-driven fetch, how long further rejections fetch nothing (their 401
+    /// goes back to the caller and the token stays). Default [`DEFAULT_REJECTION_COOLDOWN`];
+    /// `Duration::ZERO` fetches after every rejection.
+    pub fn rejection_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config_mut().rejection_cooldown = cooldown;
+        self
+    }
+
     /// The generation of the cached token (1 for the first token fetched), or `None` when
     /// no token is cached.
     pub fn generation(&self) -> Option<u64> {
@@ -282,7 +375,8 @@ impl<S: TokenSource> TokenCache<S> {
     ///
     /// # Errors
     /// The source's error, after retries of transient failures, when there is no token that
-    /// may still be used.
+    /// may still be used; [`Error::FetchTimeout`] when the fetch ran past the
+    /// [fetch deadline](Self::fetch_deadline).
     pub async fn token(&self) -> Result<Lease, Error> {
         let now = self.config.clock.now();
         if let Some(entry) = &*self.state.current.load() {
@@ -301,61 +395,109 @@ impl<S: TokenSource> TokenCache<S> {
     /// Reports that the API rejected the token of `generation`, and returns a new one.
     ///
     /// If the token was already replaced (another request saw the same rejection first), the
-    /// replacement is returned and nothing is fetched.
+    /// replacement is returned and nothing is fetched. If a rejection-driven fetch happened
+    /// within the [rejection cool-down](Self::rejection_cooldown), nothing is fetched, the
+    /// token stays, and `Ok(None)` is returned: the API rejects fresh tokens too, so a new
+    /// one would not help.
     ///
     /// # Errors
     /// As [`TokenCache::token`].
-    pub async fn reject(&self, generation: u64) -> Result<Lease, Error> {
-        self.invalidate(generation);
+    pub async fn reject(&self, generation: u64) -> Result<Option<Lease>, Error> {
+        match self.note_rejection(generation) {
+            Rejection::CoolingDown => Ok(None),
+            Rejection::Dropped | Rejection::AlreadyReplaced => self.replacement().await.map(Some),
+        }
+    }
+
+    /// The token to replay a rejected request with: the replacement of a rejected token,
+    /// fetched with [`FetchReason::Rejected`] (or joined, when another request started it).
+    pub(crate) async fn replacement(&self) -> Result<Lease, Error> {
         self.wait_for_fetch(FetchReason::Rejected).await
     }
 
-    /// Drops the token of `generation` if it is still the cached one, without fetching.
+    /// Records a rejection of the token of `generation`: drops that token unless it was
+    /// replaced already or a rejection-driven fetch happened within the cool-down.
+    pub(crate) fn note_rejection(&self, generation: u64) -> Rejection {
+        let mut flights = self.state.lock_flights();
+        let current = self.state.current.load();
+        if !current.as_ref().is_some_and(|e| e.generation == generation) {
+            return Rejection::AlreadyReplaced;
+        }
+        let now = self.config.clock.now();
+        let cooldown = self.config.rejection_cooldown;
+        if flights.last_rejection.is_some_and(|at| now < at + cooldown) {
+            tracing::debug!(
+                generation,
+                "token rejected again within the rejection cool-down; not fetching"
+            );
+            return Rejection::CoolingDown;
+        }
+        flights.last_rejection = Some(now);
+        tracing::debug!(generation, "token rejected by the api; dropping it");
+        self.state.current.store(None);
+        Rejection::Dropped
+    }
+
+    /// Drops the token of `generation` if it is still the cached one, without fetching (and
+    /// without regard to the rejection cool-down).
     pub fn invalidate(&self, generation: u64) {
-        let _slot = self.lock_flight();
+        let _flights = self.state.lock_flights();
         let current = self.state.current.load();
         if current.as_ref().is_some_and(|e| e.generation == generation) {
-            tracing::debug!(generation, "token rejected by the api; dropping it");
+            tracing::debug!(generation, "token invalidated; dropping it");
             self.state.current.store(None);
         }
     }
 
-    /// Drops the cached token: the next request fetches a new one.
+    /// Drops the cached token and abandons a fetch in flight: the next request starts a new
+    /// fetch. Always recovers a cache whose fetch hangs.
     pub fn clear(&self) {
-        let _slot = self.lock_flight();
+        let mut flights = self.state.lock_flights();
+        flights.current = None;
         self.state.current.store(None);
     }
 
-    fn lock_flight(&self) -> std::sync::MutexGuard<'_, Option<Flight>> {
-        // The lock guards no invariant a panic could break half-way.
-        self.state.flight.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     async fn wait_for_fetch(&self, reason: FetchReason) -> Result<Lease, Error> {
-        let flight = {
-            let mut slot = self.lock_flight();
-            // Re-check under the lock: the fetch we would start may just have finished.
-            let now = self.config.clock.now();
-            if let Some(entry) = &*self.state.current.load() {
-                if !matches!(entry.freshness(now), Freshness::Stale) {
-                    return Ok(entry.lease());
-                }
-            }
-            self.join_or_start(&mut slot, reason)
-        };
-        match flight.await {
-            Ok(entry) => Ok(entry.lease()),
-            Err(err) => {
-                // Serve stale: a token that has not expired yet is still better than an error.
+        // A flight that was cancelled (its runtime shut down) is gone: start another, once.
+        let mut restarts = 0;
+        let err = loop {
+            let (id, flight, started) = {
+                let mut flights = self.state.lock_flights();
+                // Re-check under the lock: the fetch we would start may just have finished.
                 let now = self.config.clock.now();
-                match &*self.state.current.load() {
-                    Some(entry) if !entry.expired(now) => {
-                        tracing::warn!(error = %err, "token refresh failed; using the current token until it expires");
-                        Ok(entry.lease())
+                if let Some(entry) = &*self.state.current.load() {
+                    if !matches!(entry.freshness(now), Freshness::Stale) {
+                        return Ok(entry.lease());
                     }
-                    _ => Err(err),
+                }
+                self.join_or_start(&mut flights, reason)
+            };
+            let deadline = started + self.config.fetch_deadline;
+            match tokio::time::timeout_at(deadline, flight).await {
+                Ok(Ok(entry)) => return Ok(entry.lease()),
+                Ok(Err(Error::FetchCancelled)) if restarts == 0 => {
+                    self.state.forget_flight(id);
+                    restarts += 1;
+                }
+                Ok(Err(err)) => break err,
+                Err(_elapsed) => {
+                    // The flight never finished (its runtime is not driven, or it hangs past
+                    // its own deadline): the next caller starts afresh.
+                    self.state.forget_flight(id);
+                    break Error::FetchTimeout {
+                        deadline: self.config.fetch_deadline,
+                    };
                 }
             }
+        };
+        // Serve stale: a token that has not expired yet is still better than an error.
+        let now = self.config.clock.now();
+        match &*self.state.current.load() {
+            Some(entry) if !entry.expired(now) => {
+                tracing::warn!(error = %err, "token refresh failed; using the current token until it expires");
+                Ok(entry.lease())
+            }
+            _ => Err(err),
         }
     }
 
@@ -363,10 +505,10 @@ impl<S: TokenSource> TokenCache<S> {
     /// that token was replaced meanwhile (a refresh that finished between the caller's read
     /// and this lock must not be followed by a second one).
     fn refresh_in_background(&self, generation: u64) {
-        let mut slot = self.lock_flight();
+        let mut flights = self.state.lock_flights();
         let current = self.state.current.load();
         let still_current = current.as_ref().is_some_and(|e| e.generation == generation);
-        if slot.is_some() || !still_current {
+        if flights.current.is_some() || !still_current {
             return;
         }
         let paused = self
@@ -377,79 +519,145 @@ impl<S: TokenSource> TokenCache<S> {
             .is_some_and(|until| self.config.clock.now() < until);
         if !paused {
             tracing::debug!("token nearing expiry; refreshing in the background");
-            drop(self.join_or_start(&mut slot, FetchReason::Expiring));
+            drop(self.join_or_start(&mut flights, FetchReason::Expiring));
         }
     }
 
-    fn join_or_start(&self, slot: &mut Option<Flight>, reason: FetchReason) -> Flight {
-        if let Some(flight) = slot.as_ref() {
-            return flight.clone();
+    /// Joins the flight in the slot, or starts one in its own task. Returns the flight's id,
+    /// the flight, and when it started.
+    fn join_or_start(
+        &self,
+        flights: &mut Flights,
+        reason: FetchReason,
+    ) -> (u64, Flight, tokio::time::Instant) {
+        if let Some(f) = flights.current.as_ref() {
+            return (f.id, f.flight.clone(), f.started);
         }
+        flights.next_id += 1;
+        let id = flights.next_id;
+        let started = tokio::time::Instant::now();
         let state = Arc::clone(&self.state);
         let config = Arc::clone(&self.config);
+        // Owned by the task's future: when the future is dropped in any way (it finished,
+        // panicked, was cancelled at runtime shutdown, or never ran at all), the slot is
+        // emptied, so no caller joins a dead flight.
+        let slot_guard = ForgetFlightOnDrop {
+            state: Arc::clone(&state),
+            id,
+        };
         let task = tokio::spawn(async move {
-            // If the source panics, the slot must still be emptied, or every later caller
-            // would join this dead flight forever.
-            let mut guard = ClearSlotOnPanic(Some(Arc::clone(&state)));
-            let result = fetch_with_retries(&state.source, &config, reason).await;
-            guard.0 = None;
+            let slot_guard = slot_guard;
+            let fetch = fetch_with_retries(&state.source, &config, reason);
+            let result = match tokio::time::timeout(config.fetch_deadline, fetch).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        deadline_ms = config.fetch_deadline.as_millis() as u64,
+                        "token fetch ran past its deadline; abandoning it"
+                    );
+                    Err(Error::FetchTimeout {
+                        deadline: config.fetch_deadline,
+                    })
+                }
+            };
             *state
                 .background_paused_until
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = result
                 .is_err()
                 .then(|| config.clock.now() + BACKGROUND_RETRY_PAUSE);
-            let mut slot = state.flight.lock().unwrap_or_else(|p| p.into_inner());
+            let mut flights = state.lock_flights();
+            let still_ours = flights.current.as_ref().is_some_and(|f| f.id == id);
             let result = result.map(|token| {
                 let generation = state.generations.fetch_add(1, Ordering::Relaxed) + 1;
-                let entry = Arc::new(new_entry(token, generation, &config));
-                state.current.store(Some(Arc::clone(&entry)));
+                let held = state.current.load_full();
+                let entry = Arc::new(new_entry(token, generation, &config, held.as_deref()));
+                // An abandoned flight (cleared, timed out) hands its token to its own waiters
+                // but does not replace what a newer flight may have cached.
+                if still_ours {
+                    state.current.store(Some(Arc::clone(&entry)));
+                }
                 entry
             });
-            *slot = None;
+            if still_ours {
+                flights.current = None;
+            }
+            drop(flights);
+            drop(slot_guard);
             result
         });
-        let flight: BoxFuture<'static, Result<Arc<Entry>, Error>> =
-            Box::pin(async move { task.await.unwrap_or(Err(Error::SourcePanicked)) });
+        let flight: BoxFuture<'static, Result<Arc<Entry>, Error>> = Box::pin(async move {
+            match task.await {
+                Ok(result) => result,
+                Err(e) if e.is_panic() => Err(Error::SourcePanicked),
+                Err(_) => Err(Error::FetchCancelled),
+            }
+        });
         let flight = flight.shared();
-        *slot = Some(flight.clone());
-        flight
+        flights.current = Some(InFlight {
+            id,
+            flight: flight.clone(),
+            started,
+        });
+        (id, flight, started)
     }
 }
 
-/// Empties the flight slot when dropped while still armed (the fetch panicked).
-struct ClearSlotOnPanic<S>(Option<Arc<State<S>>>);
+/// Empties the flight slot (if it still holds flight `id`) when dropped.
+struct ForgetFlightOnDrop<S> {
+    state: Arc<State<S>>,
+    id: u64,
+}
 
-impl<S> Drop for ClearSlotOnPanic<S> {
+impl<S> Drop for ForgetFlightOnDrop<S> {
     fn drop(&mut self) {
-        if let Some(state) = self.0.take() {
-            *state.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
+        self.state.forget_flight(self.id);
     }
 }
 
-fn new_entry(token: Token, generation: u64, config: &CacheConfig) -> Entry {
+/// The cache entry of a new token. `held` is the entry it replaces, if any: a token endpoint
+/// that hands back the token already held (a channel manager re-issues its current token
+/// until it expires), or one that lives no longer, would be asked again and again as expiry
+/// nears; such a token is used until its expiry without refresh-ahead or skew, and the first
+/// request after that fetches once.
+fn new_entry(token: Token, generation: u64, config: &CacheConfig, held: Option<&Entry>) -> Entry {
     let now = config.clock.now();
-    let (refresh_at, stale_at, expires_at) = match token.lifetime_at(config.clock.system_now()) {
-        Some(lifetime) => {
-            let (r, s, e) = deadlines(now, lifetime, config.skew, config.refresh_ahead);
-            (Some(r), Some(s), Some(e))
-        }
-        None => (None, None, None),
-    };
-    tracing::debug!(
-        generation,
-        expires_in_secs = expires_at.map(|e| (e - now).as_secs()),
-        "new token cached"
-    );
-    Entry {
+    let mut entry = Entry {
+        refresh_at: None,
+        stale_at: None,
+        expires_at: None,
         token,
         generation,
-        refresh_at,
-        stale_at,
-        expires_at,
+    };
+    if let Some(lifetime) = entry.token.lifetime_at(config.clock.system_now()) {
+        let (r, s, e) = deadlines(now, lifetime, config.skew, config.refresh_ahead);
+        entry.expires_at = Some(e);
+        let no_newer = held.is_some_and(|held| {
+            held.token.secret().expose_secret() == entry.token.secret().expose_secret()
+                || held.expires_at.is_some_and(|h| e <= h + REISSUE_TOLERANCE)
+        });
+        if no_newer {
+            tracing::debug!(
+                generation,
+                "token endpoint returned a token that lives no longer than the current one; \
+                 using it until it expires"
+            );
+            entry.stale_at = Some(e);
+        } else {
+            (entry.refresh_at, entry.stale_at) = (Some(r), Some(s));
+        }
     }
+    tracing::debug!(
+        generation,
+        expires_in_secs = entry.expires_at.map(|e| (e - now).as_secs()),
+        "new token cached"
+    );
+    entry
 }
+
+/// Expiry times computed at two fetches of one token differ by clock rounding; a token whose
+/// expiry is within this of the held one's does not live longer.
+const REISSUE_TOLERANCE: Duration = Duration::from_secs(1);
 
 async fn fetch_with_retries<S: TokenSource>(
     source: &S,
@@ -493,20 +701,66 @@ async fn fetch_with_retries<S: TokenSource>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn deadlines_for_an_hour_token() {
+    fn at(now: Instant, t: (Instant, Instant, Instant)) -> (f64, f64, f64) {
+        let secs = |i: Instant| (i - now).as_secs_f64();
+        (secs(t.0), secs(t.1), secs(t.2))
+    }
+
+    fn default_deadlines(lifetime_secs: f64) -> (f64, f64, f64) {
         let now = Instant::now();
-        let (r, s, e) = deadlines(now, Duration::from_secs(3600), DEFAULT_REFRESH_SKEW, 0.2);
-        assert_eq!(r - now, Duration::from_secs(2880));
-        assert_eq!(s - now, Duration::from_secs(3570));
-        assert_eq!(e - now, Duration::from_secs(3600));
+        let life = Duration::from_secs_f64(lifetime_secs);
+        at(
+            now,
+            deadlines(now, life, DEFAULT_REFRESH_SKEW, DEFAULT_REFRESH_AHEAD),
+        )
     }
 
     #[test]
-    fn skew_longer_than_lifetime_is_halved() {
+    fn deadlines_for_an_hour_token() {
+        assert_eq!(default_deadlines(3600.0), (3550.0, 3570.0, 3600.0));
+    }
+
+    #[test]
+    fn short_tokens_get_a_background_refresh_before_anyone_waits() {
+        // (lifetime, refresh at, stale at)
+        for (life, refresh, stale) in [
+            (1.0, 0.5, 0.75),
+            (4.0, 2.0, 3.0),
+            (10.0, 5.0, 7.5),
+            (60.0, 30.0, 45.0),
+            (150.0, 100.0, 120.0),
+        ] {
+            let (r, s, e) = default_deadlines(life);
+            assert!((r - refresh).abs() < 1e-6, "{life}: refresh at {r}");
+            assert!((s - stale).abs() < 1e-6, "{life}: stale at {s}");
+            assert!(r < s && s < e, "{life}: {r} {s} {e}");
+        }
+    }
+
+    #[test]
+    fn long_tokens_cost_at_most_1_1_fetches_per_lifetime() {
+        for minutes in [10u32, 15, 30, 60, 24 * 60] {
+            let life = f64::from(minutes) * 60.0;
+            let (refresh_at, _, _) = default_deadlines(life);
+            assert!(
+                life / refresh_at <= 1.1,
+                "{minutes} min: refresh at {refresh_at} s"
+            );
+        }
+    }
+
+    #[test]
+    fn refresh_ahead_zero_turns_the_window_off() {
+        let now = Instant::now();
+        let (r, s, _) = deadlines(now, Duration::from_secs(600), DEFAULT_REFRESH_SKEW, 0.0);
+        assert_eq!(r, s);
+    }
+
+    #[test]
+    fn skew_longer_than_lifetime_is_cut_to_a_quarter() {
         let now = Instant::now();
         let (r, s, e) = deadlines(now, Duration::from_secs(10), Duration::from_secs(30), 0.2);
-        assert_eq!(s - now, Duration::from_secs(5));
+        assert_eq!(s - now, Duration::from_millis(7500));
         assert!(r <= s);
         assert_eq!(e - now, Duration::from_secs(10));
     }

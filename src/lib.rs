@@ -157,11 +157,13 @@ mod scope;
 mod source;
 mod store;
 mod token;
+#[cfg(test)]
+mod proptests;
 
 pub use async_trait::async_trait;
 pub use cache::{
-    Lease, RetryPolicy, TokenCache, BACKGROUND_RETRY_PAUSE, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_SKEW,
+    Lease, RetryPolicy, TokenCache, BACKGROUND_RETRY_PAUSE, DEFAULT_FETCH_DEADLINE,
+    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW, DEFAULT_REJECTION_COOLDOWN, REFRESH_AHEAD_LIMIT,
 };
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use endpoint::{default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT};
@@ -185,7 +187,7 @@ pub use providers::targeter::{Targeter, TargeterAuth, TargeterCredentials, TARGE
 pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 pub use source::{FetchContext, FetchReason, TokenSource};
 pub use store::{DeadLogin, FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore};
-pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME};
+pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

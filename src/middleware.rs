@@ -9,7 +9,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use url::Url;
 
-use crate::cache::{Lease, RetryPolicy, TokenCache};
+use crate::cache::{Lease, Rejection, RetryPolicy, TokenCache};
 use crate::clock::Clock;
 use crate::scope::CredentialScope;
 use crate::source::TokenSource;
@@ -80,6 +80,14 @@ where
 ///   A request whose body cannot be cloned (a stream), or that carries [`NoReplay`], is not
 ///   replayed: its 401 response is returned as is. The second response is always returned,
 ///   whatever its status.
+/// * Only a rejection from an origin in scope counts: a 401 from another host (reached
+///   through a redirect your client followed) says nothing about this token and is returned
+///   as is.
+/// * Rejection-driven fetches are rate-limited: after one, further rejections within the
+///   [rejection cool-down](Self::rejection_cooldown) (default
+///   [`DEFAULT_REJECTION_COOLDOWN`](crate::DEFAULT_REJECTION_COOLDOWN), 30 s) fetch nothing
+///   and their 401 goes back to the caller. An API that rejects every fresh token (a missing
+///   permission, a wrong audience) costs one token fetch per cool-down, not one per request.
 ///
 /// Errors reach the caller as [`reqwest_middleware::Error::Middleware`] holding an
 /// [`Error`](crate::Error); see [`Error::from_middleware`](crate::Error::from_middleware).
@@ -153,6 +161,19 @@ impl<S: TokenSource> AuthMiddleware<S> {
         self
     }
 
+    /// The deadline of one token fetch. See [`TokenCache::fetch_deadline`].
+    pub fn fetch_deadline(mut self, deadline: Duration) -> Self {
+        self.cache = self.cache.fetch_deadline(deadline);
+        self
+    }
+
+    /// How long after a rejection-driven fetch further rejections fetch nothing. See
+    /// [`TokenCache::rejection_cooldown`].
+    pub fn rejection_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cache = self.cache.rejection_cooldown(cooldown);
+        self
+    }
+
     /// Which responses mean "token rejected". Default [`RejectOnUnauthorized`].
     pub fn rejection_policy(mut self, policy: impl RejectionPolicy) -> Self {
         self.rejection = Arc::new(policy);
@@ -208,17 +229,24 @@ impl<S: TokenSource> Middleware for AuthMiddleware<S> {
         };
 
         let response = next.clone().run(req, extensions).await?;
-        if !self.rejection.is_token_rejected(&response) {
+        if !self.rejection.is_token_rejected(&response)
+            // A rejection from a host we did not send the token to says nothing about it.
+            || !self.scope.origins.contains(response.url())
+        {
             return Ok(response);
         }
+        // Drops the token (the next request fetches a new one) unless it was replaced already
+        // or a rejection-driven fetch happened within the cool-down.
+        let rejection = self.cache.note_rejection(generation);
         let Some(mut replay) = replay else {
-            // No copy to replay: the caller gets the rejection, the next request a new token.
-            self.cache.invalidate(generation);
             return Ok(response);
         };
+        if rejection == Rejection::CoolingDown {
+            return Ok(response);
+        }
         tracing::debug!(status = %response.status(), "api rejected the token; refreshing and replaying once");
         drop(response);
-        authorize(&mut replay, self.cache.reject(generation).await?);
+        authorize(&mut replay, self.cache.replacement().await?);
         next.run(replay, extensions).await
     }
 }

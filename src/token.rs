@@ -14,6 +14,11 @@ use crate::error::{Error, Malformed};
 /// rather than a token that is never refreshed.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The shortest lifetime the crate believes. A shorter one (`expires_in: 0.0001`, a JWT `exp`
+/// less than a second away) counts as unknown: the token is used until the API rejects it,
+/// rather than being stale at once and fetched again on every request.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
+
 /// When a token stops working, as far as the token response tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
@@ -70,15 +75,23 @@ impl Token {
         })
     }
 
-    /// Sets the lifetime counted from now (`expires_in`), replacing a JWT `exp`.
-    pub fn expires_in(mut self, lifetime: Duration) -> Self {
-        self.expiry = Expiry::In(lifetime.min(MAX_TOKEN_LIFETIME));
-        self
+    /// Sets the lifetime counted from now (`expires_in`), replacing a JWT `exp`. A lifetime
+    /// longer than [`MAX_TOKEN_LIFETIME`] is cut to it; one shorter than
+    /// [`MIN_TOKEN_LIFETIME`] makes the expiry [`Expiry::Unknown`].
+    pub fn expires_in(self, lifetime: Duration) -> Self {
+        self.with_expiry(Expiry::In(lifetime))
     }
 
-    /// Sets the expiry explicitly.
+    /// Sets the expiry explicitly (lifetimes bounded as in [`Token::expires_in`]).
     pub fn with_expiry(mut self, expiry: Expiry) -> Self {
         self.expiry = match expiry {
+            Expiry::In(d) if d < MIN_TOKEN_LIFETIME => {
+                tracing::warn!(
+                    lifetime_ms = d.as_millis() as u64,
+                    "token lifetime is shorter than a second; using it until a 401"
+                );
+                Expiry::Unknown
+            }
             Expiry::In(d) => Expiry::In(d.min(MAX_TOKEN_LIFETIME)),
             other => other,
         };
@@ -120,11 +133,14 @@ impl Token {
         match self.expiry {
             Expiry::In(d) => Some(d),
             Expiry::At(t) => match t.duration_since(now) {
-                Ok(left) if !left.is_zero() => Some(left.min(MAX_TOKEN_LIFETIME)),
-                // Already expired on arrival: the clocks disagree. Fetching again would give
-                // the same answer on every request, so use it until the API rejects it.
+                Ok(left) if left >= MIN_TOKEN_LIFETIME => Some(left.min(MAX_TOKEN_LIFETIME)),
+                // Already expired on arrival (or all but): the clocks disagree, or the partner
+                // re-issued a token at its end. Fetching again would give the same answer on
+                // every request, so use it until the API rejects it.
                 _ => {
-                    tracing::warn!("token expiry (jwt exp) is already past; using it until a 401");
+                    tracing::warn!(
+                        "token expiry (jwt exp) is past or under a second away; using it until a 401"
+                    );
                     None
                 }
             },
@@ -251,6 +267,23 @@ mod tests {
         assert_eq!(t.header_value(), "Bearer abc");
         assert!(t.header_value().is_sensitive());
         assert!(!format!("{t:?}").contains("abc"));
+    }
+
+    #[test]
+    fn lifetimes_under_a_second_are_unknown() {
+        for secs in [1e-12, 0.0001, 0.999] {
+            let t = Token::bearer("abc")
+                .unwrap()
+                .expires_in(Duration::from_secs_f64(secs));
+            assert_eq!(t.expiry(), Expiry::Unknown, "{secs}");
+        }
+        let now = SystemTime::now();
+        let t = Token::bearer("abc")
+            .unwrap()
+            .with_expiry(Expiry::At(now + Duration::from_millis(500)));
+        assert_eq!(t.lifetime_at(now), None);
+        let t = Token::bearer("abc").unwrap().expires_in(MIN_TOKEN_LIFETIME);
+        assert_eq!(t.lifetime_at(now), Some(MIN_TOKEN_LIFETIME));
     }
 
     #[test]

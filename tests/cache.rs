@@ -14,7 +14,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
     AuthMiddleware, Clock, Error, FetchContext, Malformed, ManualClock, RetryPolicy, Token,
     TokenCache, TokenSource, BACKGROUND_RETRY_PAUSE, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW,
-    MAX_TOKEN_LIFETIME,
+    MAX_TOKEN_LIFETIME, REFRESH_AHEAD_LIMIT,
 };
 use url::Url;
 
@@ -24,6 +24,10 @@ use common::{
 
 const API_PATH: &str = "/api";
 const HOUR: u64 = 3600;
+/// Inside the refresh-ahead window of an hour's token with the default policy (from 3550 s,
+/// `REFRESH_AHEAD_LIMIT` before the skew point, to 3570 s, `DEFAULT_REFRESH_SKEW` before
+/// expiry).
+const IN_REFRESH_AHEAD: u64 = 3555;
 
 /// An API mock that answers `status` to `GET /api` carrying exactly one `Authorization`
 /// header, equal to `Bearer <token>`.
@@ -192,12 +196,13 @@ async fn custom_refresh_skew_is_honoured() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 2: past 80% of the lifetime (`DEFAULT_REFRESH_AHEAD` = 0.2) a request
-/// still goes out with the current token while exactly one background refresh runs; once it
+/// Issue 2, behaviour 2: inside the refresh-ahead window (`DEFAULT_REFRESH_AHEAD` of the
+/// lifetime before the skew point, at most `REFRESH_AHEAD_LIMIT`) a request still goes out with the current token while exactly one background refresh runs; once it
 /// is done, the next request uses the new token.
 #[tokio::test]
 async fn refresh_ahead_uses_current_token_while_one_background_refresh_runs() {
-    assert_eq!(DEFAULT_REFRESH_AHEAD, 0.2);
+    assert_eq!(DEFAULT_REFRESH_AHEAD, 0.25);
+    assert_eq!(REFRESH_AHEAD_LIMIT, secs(20));
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     // Slow enough that a request waiting for the refresh would be noticed.
@@ -209,7 +214,7 @@ async fn refresh_ahead_uses_current_token_while_one_background_refresh_runs() {
     let client = client(mw);
 
     get_ok(&client, &server).await;
-    clock.advance(secs(HOUR * 8 / 10 + 20)); // 2900 s: past 2880, well before 3570
+    clock.advance(secs(IN_REFRESH_AHEAD));
     get_ok(&client, &server).await;
     assert_eq!(
         old.calls_async().await,
@@ -241,7 +246,7 @@ async fn many_requests_in_refresh_ahead_window_start_one_refresh() {
     let client = client(mw);
 
     get_ok(&client, &server).await;
-    clock.advance(secs(2900));
+    clock.advance(secs(IN_REFRESH_AHEAD));
     let concurrent = (0..20).map(|_| {
         let client = client.clone();
         let url = server.url(API_PATH);
@@ -280,8 +285,8 @@ async fn refresh_ahead_storm_starts_exactly_one_refresh_per_window() {
 
     let windows: usize = 120;
     for window in 1..=windows {
-        // Past 80% of the current token's lifetime, before its skew window.
-        clock.advance(secs(2900));
+        // Inside the refresh-ahead window of the current token, before its skew window.
+        clock.advance(secs(IN_REFRESH_AHEAD));
         let expected = window as u64 + 1;
         // Readers keep reading until they see the refreshed token, so some of them read
         // right when the refresh completes. Bounded by real time, not by the clock.
@@ -466,13 +471,13 @@ async fn serves_stale_token_while_refresh_fails_until_expiry() {
         .await;
 
     // Refresh-ahead window: the background refresh fails (3 attempts), the token is served.
-    clock.advance(secs(2900));
+    clock.advance(secs(IN_REFRESH_AHEAD));
     get_ok(&client, &server).await;
     assert_eq!(old.calls_async().await, 2);
     assert_eq!(wait_for_hits(&failing, 3).await, 3);
 
     // Skew window: the request waits for a refresh that fails, then uses the old token.
-    clock.advance(secs(HOUR - 20 - 2900));
+    clock.advance(secs(HOUR - 20 - IN_REFRESH_AHEAD));
     get_ok(&client, &server).await;
     assert_eq!(old.calls_async().await, 3);
     let failed_fetches = failing.calls_async().await;
@@ -796,7 +801,7 @@ async fn failed_background_refresh_pauses_further_attempts() {
         })
         .await;
 
-    clock.advance(secs(2900));
+    clock.advance(secs(IN_REFRESH_AHEAD));
     get_ok(&client, &server).await;
     assert_eq!(wait_for_hits(&failing, 1).await, 1);
     // More requests, each after the previous fetch had time to finish: without the pause

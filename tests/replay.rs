@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use httpmock::{Method, Mock, MockServer};
-use reqwest_partner_auth::{Error, ManualClock, NoReplay};
+use reqwest_partner_auth::{Error, ManualClock, NoReplay, DEFAULT_REJECTION_COOLDOWN};
 
 use common::{client, middleware, numbered_token_mock, one_authorization_header};
 
@@ -338,4 +338,154 @@ async fn token_endpoint_401_downcasts_to_invalid_credentials() {
         "credential errors are not retried"
     );
     assert_eq!(api.calls_async().await, 0);
+}
+
+/// An API mock for `GET /api` that rejects every token with a 401.
+async fn rejecting_api(server: &MockServer) -> Mock<'_> {
+    server
+        .mock_async(|when, then| {
+            when.method(Method::GET).path(API_PATH);
+            then.status(401).body("insufficient scope");
+        })
+        .await
+}
+
+/// An API that rejects every fresh token (a missing permission, a wrong audience) costs one
+/// rejection-driven token fetch per cool-down, not one per request: 20 requests make one
+/// first fetch, one refetch and 21 API calls (the first request's replay included), every
+/// caller gets the 401; once the cool-down has passed on the cache's clock, one more refetch.
+#[tokio::test]
+async fn an_api_rejecting_every_token_costs_one_refetch_per_cooldown() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let api = rejecting_api(&server).await;
+    let client = client(middleware(&server, &clock));
+
+    for _ in 0..20 {
+        let res = client.get(server.url(API_PATH)).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(token.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 21);
+
+    clock.advance(DEFAULT_REJECTION_COOLDOWN - Duration::from_secs(1));
+    client.get(server.url(API_PATH)).send().await.unwrap();
+    assert_eq!(token.calls_async().await, 2, "still cooling down");
+    assert_eq!(api.calls_async().await, 22);
+
+    clock.advance(Duration::from_secs(1));
+    client.get(server.url(API_PATH)).send().await.unwrap();
+    assert_eq!(token.calls_async().await, 3, "the cool-down has passed");
+    assert_eq!(api.calls_async().await, 24, "a request and its replay");
+}
+
+/// The cool-down also holds for requests that are not replayed: their rejections drop the
+/// token once per cool-down, not once per request.
+#[tokio::test]
+async fn rejections_of_unreplayed_requests_are_rate_limited_too() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let api = rejecting_api(&server).await;
+    let client = client(middleware(&server, &clock));
+
+    for _ in 0..10 {
+        let res = client
+            .get(server.url(API_PATH))
+            .with_extension(NoReplay)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(api.calls_async().await, 10);
+    assert_eq!(
+        token.calls_async().await,
+        2,
+        "first token, one after the drop"
+    );
+}
+
+/// `rejection_cooldown(Duration::ZERO)` fetches after every rejection.
+#[tokio::test]
+async fn a_zero_cooldown_fetches_after_every_rejection() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let api = rejecting_api(&server).await;
+    let client = client(middleware(&server, &clock).rejection_cooldown(Duration::ZERO));
+
+    for _ in 0..5 {
+        client.get(server.url(API_PATH)).send().await.unwrap();
+    }
+    assert_eq!(token.calls_async().await, 6);
+    assert_eq!(api.calls_async().await, 10);
+}
+
+/// `TokenCache::reject` within the cool-down fetches nothing, keeps the token and says so
+/// with `Ok(None)`; a rejection of a token that was already replaced returns the replacement.
+#[tokio::test]
+async fn token_cache_reject_reports_the_cooldown() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let cache = middleware(&server, &clock).token_cache().clone();
+
+    let first = cache.token().await.unwrap();
+    let second = cache
+        .reject(first.generation())
+        .await
+        .unwrap()
+        .expect("a new token");
+    assert_eq!(second.header_value(), "Bearer tok-2");
+    let again = cache.reject(first.generation()).await.unwrap();
+    assert_eq!(again.map(|l| l.generation()), Some(second.generation()));
+    assert_eq!(
+        cache
+            .reject(second.generation())
+            .await
+            .unwrap()
+            .map(|l| l.generation()),
+        None
+    );
+    assert_eq!(
+        cache.generation(),
+        Some(second.generation()),
+        "the token stays"
+    );
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// Only a rejection by an origin in scope counts: the API redirects (through the caller's own
+/// client, which follows redirects) to another origin that answers 401. That 401 says nothing
+/// about our token: no refetch, no replay, the token stays.
+#[tokio::test]
+async fn a_401_from_a_foreign_origin_after_a_redirect_is_not_a_rejection() {
+    let server = MockServer::start_async().await;
+    let foreign = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let redirect = server
+        .mock_async(|when, then| {
+            when.method(Method::GET).path(API_PATH);
+            then.status(302)
+                .header("location", foreign.url("/elsewhere"));
+        })
+        .await;
+    let elsewhere = foreign
+        .mock_async(|when, then| {
+            when.method(Method::GET).path("/elsewhere");
+            then.status(401);
+        })
+        .await;
+    let client = client(middleware(&server, &clock));
+
+    for _ in 0..5 {
+        let res = client.get(server.url(API_PATH)).send().await.unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(token.calls_async().await, 1);
+    assert_eq!(redirect.calls_async().await, 5, "no replays");
+    assert_eq!(elsewhere.calls_async().await, 5);
 }
