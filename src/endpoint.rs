@@ -36,7 +36,9 @@ use crate::scope::check_transport;
 use crate::source::{FetchContext, TokenSource};
 use crate::token::{Expiry, Token};
 
-/// Timeout of a whole token request made by the default token-endpoint client.
+/// Timeout of a whole token request (connecting, sending, reading the answer), applied to
+/// every token request whatever client makes it; change it with
+/// [`HttpTokenSource::timeout`] (or `timeout` on the OAuth 2.0 sources).
 pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `reqwest::Client` token endpoints are called with unless one is given: 10 s timeout,
@@ -122,6 +124,12 @@ impl fmt::Debug for Param {
 /// Configured with [`encoding`](Self::encoding), [`param`](Self::param),
 /// [`response`](Self::response) and [`errors`](Self::errors); the providers of this crate are
 /// such configurations.
+///
+/// Token requests never follow redirects, whatever [`http_client`](Self::http_client) is
+/// given: the body is sent as a stream (which reqwest does not re-send on a 307/308), and any
+/// 3xx answer, or an answer from another URL than the one asked (a 301/302/303 the client
+/// followed as a `GET`), is an [`Error::TokenEndpoint`] saying so. Configure the token URL the
+/// redirect points to instead.
 #[derive(Clone)]
 pub struct HttpTokenSource {
     client: reqwest::Client,
@@ -134,6 +142,7 @@ pub struct HttpTokenSource {
     scope: Vec<Url>,
     default_lifetime: Option<Duration>,
     max_body: usize,
+    timeout: Duration,
     allow_insecure_http: bool,
 }
 
@@ -148,6 +157,7 @@ impl fmt::Debug for HttpTokenSource {
                 &self.basic_auth.as_ref().map(|(id, _)| (id, "[redacted]")),
             )
             .field("response", &self.response)
+            .field("timeout", &self.timeout)
             .field(
                 "scope",
                 &self.scope.iter().map(Url::as_str).collect::<Vec<_>>(),
@@ -171,6 +181,7 @@ impl HttpTokenSource {
             scope: Vec::new(),
             default_lifetime: None,
             max_body: DEFAULT_MAX_BODY,
+            timeout: DEFAULT_TOKEN_TIMEOUT,
             allow_insecure_http: false,
         }
     }
@@ -218,11 +229,22 @@ impl HttpTokenSource {
         self
     }
 
-    /// The `reqwest::Client` the token endpoint is called with (TLS roots, proxies, timeouts).
-    /// Use one without the caller's middleware: auth must not recurse. Default
+    /// The `reqwest::Client` the token endpoint is called with (TLS roots, proxies). Use one
+    /// without the caller's middleware: auth must not recurse. Default
     /// [`default_token_client`].
+    ///
+    /// Whatever client is given, token requests follow no redirect and are cut off after
+    /// [`timeout`](Self::timeout) (which replaces the client's own timeout).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = client;
+        self
+    }
+
+    /// How long one token request may take, from connecting to the end of the answer
+    /// (default [`DEFAULT_TOKEN_TIMEOUT`], 10 s). Set per request, so it applies to a client
+    /// given with [`http_client`](Self::http_client) too, in place of that client's timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -256,6 +278,45 @@ impl HttpTokenSource {
             .collect()
     }
 
+    /// The body and content type of a request with `params`; `None` for [`Encoding::Query`],
+    /// whose parameters go in the URL.
+    fn body<'a>(
+        &self,
+        params: impl Iterator<Item = (&'a str, &'a Param)>,
+        url: &mut Url,
+    ) -> (Vec<u8>, &'static str) {
+        match self.encoding {
+            Encoding::Json => {
+                let body: serde_json::Map<String, serde_json::Value> =
+                    params.map(|(k, v)| (k.to_owned(), v.as_json())).collect();
+                // A map of strings and numbers always serialises.
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                (bytes, "application/json")
+            }
+            Encoding::Form => {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                for (k, v) in params {
+                    form.append_pair(k, &v.as_text());
+                }
+                (form.finish().into_bytes(), FORM)
+            }
+            Encoding::Query => {
+                // Parameters in the URL, an empty body: still a form request, as partners that
+                // read "request parameters" (Java servlets) document it.
+                {
+                    let mut query = url.query_pairs_mut();
+                    for (k, v) in params {
+                        query.append_pair(k, &v.as_text());
+                    }
+                }
+                if url.query() == Some("") {
+                    url.set_query(None);
+                }
+                (Vec::new(), FORM)
+            }
+        }
+    }
+
     /// Sends the token request with `extra` parameters after the configured ones, and parses
     /// the answer. Used by the OAuth 2.0 sources, whose grant parameters change per call.
     pub(crate) async fn request_token(
@@ -270,45 +331,79 @@ impl HttpTokenSource {
             .iter()
             .map(|(k, v)| (k.as_str(), v))
             .chain(extra.iter().map(|(k, v)| (*k, v)));
-        let mut req = self.client.post(self.url.clone());
-        req = match self.encoding {
-            Encoding::Json => {
-                let body: serde_json::Map<String, serde_json::Value> =
-                    params.map(|(k, v)| (k.to_owned(), v.as_json())).collect();
-                req.json(&body)
-            }
-            Encoding::Form => {
-                let body: Vec<(&str, String)> = params.map(|(k, v)| (k, v.as_text())).collect();
-                req.form(&body)
-            }
-            Encoding::Query => {
-                let query: Vec<(&str, String)> = params.map(|(k, v)| (k, v.as_text())).collect();
-                // Parameters in the URL, an empty body: still a form request, as partners that
-                // read "request parameters" (Java servlets) document it.
-                req.query(&query).header(
-                    http::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-            }
-        };
-        if let Some((id, secret)) = &self.basic_auth {
-            req = req.basic_auth(form_encode(id), Some(form_encode(secret.expose_secret())));
-        }
-        req = req.header(http::header::ACCEPT, accept(&self.response));
-        tracing::debug!(url = %self.url.origin().ascii_serialization(), "requesting a token");
-        let res = req.send().await.map_err(Error::from_reqwest)?;
-        let raw = read_capped(res, self.max_body, cx.clock().system_now()).await?;
-        let mut secrets = self.secrets();
+        let mut url = self.url.clone();
+        let (body, content_type) = self.body(params, &mut url);
+        // The secrets an error text must not show: every secret parameter, and the exact
+        // Basic credential sent (a partner may echo the `Authorization` header back).
+        let mut secrets: Vec<SecretString> = self.secrets().into_iter().cloned().collect();
         secrets.extend(extra.iter().filter_map(|(_, p)| match p {
-            Param::Secret(s) => Some(s),
+            Param::Secret(s) => Some(s.clone()),
             _ => None,
         }));
+        let mut req = self
+            .client
+            .post(url.clone())
+            .timeout(self.timeout)
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .header(http::header::ACCEPT, accept(&self.response))
+            // A stream body cannot be sent twice: reqwest does not follow a 307/308 with it,
+            // so a redirect cannot carry the credentials elsewhere, whatever the client's
+            // redirect policy. Content-Length is set above, so it is not sent chunked.
+            .body(reqwest::Body::wrap_stream(futures_util::stream::once(
+                futures_util::future::ready(Ok::<_, std::io::Error>(body)),
+            )));
+        if let Some((id, secret)) = &self.basic_auth {
+            let credential = basic_credential(id, secret);
+            let mut value = http::HeaderValue::try_from(format!("Basic {credential}"))
+                .map_err(|_| Error::Config("the client id cannot travel in a header".into()))?;
+            value.set_sensitive(true);
+            req = req.header(http::header::AUTHORIZATION, value);
+            secrets.push(SecretString::from(credential));
+        }
+        tracing::debug!(url = %self.url.origin().ascii_serialization(), "requesting a token");
+        let res = req.send().await.map_err(Error::from_reqwest)?;
+        if res.status().is_redirection() {
+            return Err(redirected(res.status()));
+        }
+        if res.url() != &url {
+            // The client followed a 301/302/303 (as a GET, without the body).
+            return Err(redirected(http::StatusCode::FOUND));
+        }
+        let raw = read_capped(res, self.max_body, cx.clock().system_now()).await?;
+        let secrets: Vec<&SecretString> = secrets.iter().collect();
         let token = raw.into_token(&self.response, errors, &secrets)?;
         Ok(match (token.expiry(), self.default_lifetime) {
             (Expiry::Unknown, Some(lifetime)) => token.expires_in(lifetime),
             _ => token,
         })
     }
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// The error for a token endpoint that redirected: not followed, not transient (the same
+/// request would be redirected again); the token URL has to be configured as it is now.
+fn redirected(status: http::StatusCode) -> Error {
+    Error::TokenEndpoint {
+        status,
+        excerpt: "the token endpoint redirected; token requests do not follow redirects \
+                  (configure the token url the redirect points to)"
+            .into(),
+        retry_after: None,
+    }
+}
+
+/// The HTTP Basic credential of a client (RFC 6749 §2.3.1):
+/// `base64(form_encode(id) ":" form_encode(secret))`.
+fn basic_credential(id: &str, secret: &SecretString) -> String {
+    use base64::Engine as _;
+    let pair = format!(
+        "{}:{}",
+        form_encode(id),
+        form_encode(secret.expose_secret())
+    );
+    base64::engine::general_purpose::STANDARD.encode(pair)
 }
 
 fn accept(shape: &ResponseShape) -> &'static str {

@@ -8,13 +8,13 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use common::{base, client, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
-    async_trait, Clock, Error, ManualClock, MemoryStore, OAuthClient, RefreshToken,
+    async_trait, Clock, DeadLogin, Error, ManualClock, MemoryStore, OAuthClient, RefreshToken,
     RefreshTokenAuth, StoreError, StoreErrorKind, StoreLock, StoredTokens, TokenStore,
 };
 use secrecy::{ExposeSecret as _, SecretString};
@@ -40,8 +40,17 @@ struct Auth0State {
     uses: HashMap<String, usize>,
     /// Every request body, in order.
     bodies: Vec<String>,
-    /// Statuses to answer before looking at the token (not consuming it), front first.
-    transient: Vec<u16>,
+    /// Answers given before looking at the token (not consuming it), front first: a status
+    /// and the `Retry-After` seconds, if any.
+    transient: Vec<(u16, Option<u64>)>,
+    /// Statuses a gateway answers AFTER the server consumed the token and rotated it (the
+    /// answer with the new tokens is lost), front first.
+    lost_answers: Vec<u16>,
+    /// Auth0's reuse interval (leeway): the previous refresh token is accepted again this long
+    /// after its rotation, on this clock.
+    reuse_interval: Option<(Duration, ManualClock)>,
+    /// The refresh token rotated last and when (on the reuse-interval clock).
+    previous: Option<(String, SystemTime)>,
     /// Lifetime of the access tokens issued.
     expires_in: u64,
     /// Told every request body as it arrives (to await a background refresh).
@@ -71,8 +80,22 @@ impl Auth0<'_> {
         assert!(reused.is_empty(), "refresh tokens reused: {reused:?}");
     }
 
-    fn fail_next_with(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().transient = statuses.to_vec();
+    /// The next answers are `statuses` (with `Retry-After: retry_after` when given), sent
+    /// before the token is looked at.
+    fn fail_next_with(&self, statuses: &[u16], retry_after: Option<u64>) {
+        self.state.lock().unwrap().transient = statuses.iter().map(|s| (*s, retry_after)).collect();
+    }
+
+    /// The next refreshes are consumed and rotated by the server, but a gateway answers
+    /// `statuses` instead of the new tokens.
+    fn lose_next_answers_with(&self, statuses: &[u16]) {
+        self.state.lock().unwrap().lost_answers = statuses.to_vec();
+    }
+
+    /// Accepts the previous refresh token again within `interval` of its rotation (Auth0's
+    /// reuse interval), on `clock`.
+    fn reuse_interval(&self, interval: Duration, clock: &ManualClock) {
+        self.state.lock().unwrap().reuse_interval = Some((interval, clock.clone()));
     }
 
     /// A receiver of every request body from now on.
@@ -104,7 +127,8 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
         .mock_async(move |when, then| {
             when.method("POST")
                 .path(TOKEN_PATH)
-                .header("content-type", "application/x-www-form-urlencoded");
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body_includes("grant_type=refresh_token");
             then.respond_with(move |req: &HttpMockRequest| {
                 let body = req.body_string();
                 let mut s = shared.lock().unwrap();
@@ -113,8 +137,15 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
                     let _ = tx.send(body.clone());
                 }
                 if !s.transient.is_empty() {
-                    let status = s.transient.remove(0);
-                    return json_response(status, r#"{"error":"server_error"}"#);
+                    let (status, retry_after) = s.transient.remove(0);
+                    let mut res = HttpMockResponse::builder()
+                        .status(status)
+                        .header("content-type", "application/json");
+                    if let Some(secs) = retry_after {
+                        res = res.header("retry-after", secs.to_string());
+                    }
+                    // No OAuth `error` code: a 4xx carrying one is read as an OAuth error.
+                    return res.body(r#"{"message":"try again later"}"#).build();
                 }
                 let rt = url::form_urlencoded::parse(body.as_bytes())
                     .find(|(k, _)| k == "refresh_token")
@@ -125,17 +156,35 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
                     *n += 1;
                     *n
                 };
-                if uses > 1 {
+                let within_reuse_interval = match (&s.reuse_interval, &s.previous) {
+                    (Some((interval, clock)), Some((previous, at))) => {
+                        *previous == rt
+                            && clock.system_now().duration_since(*at).unwrap_or_default()
+                                <= *interval
+                    }
+                    _ => false,
+                };
+                if uses > 1 && !within_reuse_interval {
                     // Reuse detection: every refresh token of this login dies.
                     s.valid = None;
                     return invalid_grant("Unknown or invalid refresh token.");
                 }
-                if s.valid.as_deref() != Some(rt.as_str()) {
+                if !within_reuse_interval && s.valid.as_deref() != Some(rt.as_str()) {
                     return invalid_grant("Unknown or invalid refresh token.");
                 }
                 s.issued += 1;
                 let n = s.issued;
                 s.valid = Some(format!("rt-{}", n + 1));
+                if !within_reuse_interval {
+                    if let Some((_, clock)) = &s.reuse_interval {
+                        s.previous = Some((rt, clock.system_now()));
+                    }
+                }
+                if !s.lost_answers.is_empty() {
+                    // Rotated, but the answer does not arrive.
+                    let status = s.lost_answers.remove(0);
+                    return json_response(status, r#"{"message":"bad gateway"}"#);
+                }
                 json_response(
                     200,
                     &format!(
@@ -329,9 +378,10 @@ async fn first_request_refreshes_and_saves_the_rotated_token_before_use() {
     assert_eq!(api.calls_async().await, 1);
 }
 
-/// RFC 6749 §5.1 `expires_in` + Auth0 rotation: with 60 s tokens nothing is refreshed before
-/// the skew point (29 s), a refresh happens past it (31 s) and sends the rotated `rt-2`, the
-/// next one `rt-3`: each refresh token value used exactly once, each save before its use.
+/// RFC 6749 §5.1 `expires_in` + Auth0 rotation: with 60 s tokens nothing is refreshed early in
+/// the token's life (10 s), a refresh happens once it expired (61 s) and sends the rotated
+/// `rt-2`, the next one `rt-3`: each refresh token value used exactly once, each save before
+/// its use.
 #[tokio::test]
 async fn expiry_driven_refreshes_continue_the_rotation() {
     let server = MockServer::start_async().await;
@@ -344,12 +394,16 @@ async fn expiry_driven_refreshes_continue_the_rotation() {
     let client = client(middleware(&server, Arc::new(store.clone()), &clock));
 
     call(&server, &client).await;
-    clock.advance(Duration::from_secs(29));
+    clock.advance(Duration::from_secs(10));
     call(&server, &client).await;
-    assert_eq!(tenant.hits().await, 1, "refreshed before the skew point");
-    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        tenant.hits().await,
+        1,
+        "refreshed early in the token's life"
+    );
+    clock.advance(Duration::from_secs(51));
     call(&server, &client).await;
-    clock.advance(Duration::from_secs(31));
+    clock.advance(Duration::from_secs(61));
     call(&server, &client).await;
 
     assert_eq!(
@@ -396,15 +450,16 @@ async fn refresh_ahead_rotates_in_the_background() {
 
     call(&server, &client).await;
     let mut requests = tenant.watch();
-    clock.advance(Duration::from_secs(2900));
+    // Inside the refresh-ahead window of an hour token (before its skew point at 3570 s).
+    clock.advance(Duration::from_secs(3560));
     call(&server, &client).await;
-    // The background refresh runs in its own task, while the clock stands still at 2900 s.
+    // The background refresh runs in its own task, while the clock stands still at 3560 s.
     let body = tokio::time::timeout(Duration::from_secs(10), requests.recv())
         .await
         .expect("no background refresh request before the skew point");
     assert_eq!(body.as_deref(), Some(refresh_body("rt-2").as_str()));
     // Past the skew point of tok-1: a fetch that must wait joins the flight, if still running.
-    clock.advance(Duration::from_secs(680));
+    clock.advance(Duration::from_secs(20));
     let lease = tokio::time::timeout(Duration::from_secs(10), cache.token())
         .await
         .expect("the token cache hung")
@@ -536,7 +591,7 @@ async fn another_process_refreshed_so_its_stored_token_is_used() {
         .await;
     log.lock().unwrap().push("other process refreshed".into());
 
-    clock.advance(Duration::from_secs(31));
+    clock.advance(Duration::from_secs(61));
     call(&server, &client).await;
     assert_eq!(tenant.hits().await, 2, "no token request of ours");
     clock.advance(Duration::from_secs(3600));
@@ -569,11 +624,12 @@ async fn another_process_refreshed_so_its_stored_token_is_used() {
 // -------------------------------------------------------------------------------------------
 
 /// RFC 6749 §5.2 `invalid_grant` on a refresh (Auth0: reused, revoked or expired refresh
-/// token) is `Error::ReauthorizationRequired`, not retried (1 hit); the dead refresh token is
-/// removed from the store, so a later request sends nothing (0 more hits) and gets
-/// `ReauthorizationRequired` again.
+/// token) is `Error::ReauthorizationRequired`, not retried (1 hit). The stored login is
+/// MARKED dead (when: now on the clock; why: the server's description) and its tokens are
+/// kept for a person to look at, not wiped; a later request finds the mark and sends nothing
+/// (still 1 hit), getting `ReauthorizationRequired` again.
 #[tokio::test]
-async fn invalid_grant_requires_reauthorization_and_forgets_the_dead_token() {
+async fn invalid_grant_marks_the_login_dead_and_nothing_is_sent_again() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let log = Events::default();
@@ -593,21 +649,110 @@ async fn invalid_grant_requires_reauthorization_and_forgets_the_dead_token() {
     }
     assert_eq!(tenant.hits().await, 1);
     assert_eq!(clock.slept(), Duration::ZERO, "no retry");
-    assert_eq!(store.refresh_token().await, None);
-    assert_eq!(events(&log), ["save:none"]);
+    let stored = store.get().await.unwrap();
+    let dead = stored.dead.as_ref().expect("the login is marked dead");
+    assert_eq!(dead.at, clock.system_now());
+    assert_eq!(dead.reason, "Unknown or invalid refresh token.");
+    assert_eq!(
+        store.refresh_token().await.as_deref(),
+        Some("rt-revoked"),
+        "the dead login's tokens are kept for inspection"
+    );
+    assert_eq!(events(&log), ["save:rt-revoked"]);
+
+    clock.advance(Duration::from_secs(60));
+    let err = fail(&server, &client).await;
+    match &err {
+        Error::ReauthorizationRequired { message } => {
+            assert!(
+                message.contains("Unknown or invalid refresh token."),
+                "{message}"
+            );
+            assert!(message.contains("log in again"), "{message}");
+        }
+        other => panic!("expected ReauthorizationRequired, got {other:?}"),
+    }
+    assert_eq!(tenant.hits().await, 1, "the dead token was sent again");
+    assert_eq!(api.calls_async().await, 0);
+    assert_eq!(
+        events(&log),
+        ["save:rt-revoked"],
+        "the mark is not rewritten"
+    );
+}
+
+/// A login a store already holds as dead (from an earlier process) is refused without any
+/// request, by a fresh source too; a new login (`PendingLogin::complete`, then `save`) replaces
+/// it and clears the mark, and the next request uses the new login's access token.
+#[tokio::test]
+async fn a_dead_login_is_not_sent_and_a_new_login_clears_the_mark() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let api = api(&server, &log, &[]).await;
+    let exchange = server
+        .mock_async(|when, then| {
+            when.method("POST")
+                .path(TOKEN_PATH)
+                .body_includes("grant_type=authorization_code");
+            then.status(200)
+                .header("content-type", "application/json")
+                .body(r#"{"access_token":"tok-login","refresh_token":"rt-login","token_type":"Bearer","expires_in":3600}"#);
+        })
+        .await;
+    let store = RecordingStore::new(&log);
+    let mut dead = login(&clock, "rt-1", Duration::ZERO);
+    dead.dead = Some(DeadLogin::new(clock.system_now(), "revoked by an admin"));
+    store.put(dead).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
 
     let err = fail(&server, &client).await;
     assert!(
-        matches!(err, Error::ReauthorizationRequired { .. }),
+        matches!(&err, Error::ReauthorizationRequired { message } if message.contains("revoked by an admin")),
         "{err:?}"
     );
-    assert_eq!(tenant.hits().await, 1, "the dead token was sent again");
-    assert_eq!(api.calls_async().await, 0);
+    assert_eq!(tenant.hits().await, 0);
+
+    // A person logs in again.
+    let oauth = OAuthClient::auth0(&server.base_url(), CLIENT_ID)
+        .unwrap()
+        .redirect_uri(url::Url::parse("http://127.0.0.1:1/callback").unwrap());
+    let pending = oauth.begin_login().unwrap();
+    let state: String = pending
+        .authorize_url()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut callback = pending.redirect_uri().clone();
+    callback
+        .query_pairs_mut()
+        .append_pair("code", "code-1")
+        .append_pair("state", &state);
+    let tokens = pending.complete(&callback).await.unwrap();
+    assert!(tokens.dead.is_none());
+    store.save(KEY, &tokens).await.unwrap();
+    assert!(
+        store.get().await.unwrap().dead.is_none(),
+        "the mark is cleared"
+    );
+
+    assert_eq!(call(&server, &client).await, 200);
+    assert_eq!(exchange.calls_async().await, 1);
+    assert_eq!(
+        tenant.hits().await,
+        0,
+        "the new login's access token is used as is"
+    );
+    assert_eq!(api.calls_async().await, 1);
+    assert_eq!(events(&log), ["save:rt-login", "api:Bearer tok-login"]);
 }
 
 /// Auth0 reuse detection ("whenever a refresh token is used twice, any refresh token is
 /// invalidated"): a token already consumed elsewhere gets `invalid_grant`, which is
-/// `ReauthorizationRequired`; the tenant has revoked the login, and the store forgets it.
+/// `ReauthorizationRequired`; the tenant has revoked the login, and the store marks it dead.
 #[tokio::test]
 async fn reused_refresh_token_requires_reauthorization() {
     let server = MockServer::start_async().await;
@@ -639,7 +784,7 @@ async fn reused_refresh_token_requires_reauthorization() {
     );
     assert_eq!(tenant.hits().await, 2);
     assert_eq!(tenant.state.lock().unwrap().valid, None, "login revoked");
-    assert_eq!(store.refresh_token().await, None);
+    assert!(store.get().await.unwrap().dead.is_some(), "marked dead");
 }
 
 /// Pentaleap guide ("the authorization flow has to be redone after 180 days"): a login made
@@ -701,38 +846,28 @@ async fn empty_store_requires_a_login_first() {
 // Failures on the way
 // -------------------------------------------------------------------------------------------
 
-/// Auth0 rotation vs. a failing store: when saving the rotated token fails, the request fails
-/// with `Error::Store` and no API call uses the unsaved token; the rotated `rt-2` is not
-/// lost: the next request saves it first and uses the access token that came with it (no
-/// token request), and a later refresh (after a 401) sends `rt-2`, never `rt-1` again.
+/// Auth0 rotation vs. a failing store: when saving the rotated token fails, nothing is lost
+/// and nobody waits: the request still succeeds with the new access token `tok-1`, and the
+/// rotated `rt-2` stays in memory. The next fetch (the token expired) saves it before
+/// anything else, then refreshes with `rt-2`, never `rt-1` again.
 #[tokio::test]
-async fn failed_save_keeps_the_rotated_token_and_saves_it_first() {
+async fn failed_save_still_uses_the_new_token_and_saves_first_at_the_next_fetch() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let log = Events::default();
-    let tenant = auth0(&server, 3600).await;
+    let tenant = auth0(&server, 60).await;
     let api = api(&server, &log, &[]).await;
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
     store.fail_saves.store(1, Ordering::SeqCst);
-    let mw = middleware(&server, Arc::new(store.clone()), &clock);
-    let cache = mw.token_cache().clone();
-    let client = client(mw);
-
-    let err = fail(&server, &client).await;
-    assert!(matches!(err, Error::Store(_)), "{err:?}");
-    assert_eq!(tenant.hits().await, 1);
-    assert_eq!(api.calls_async().await, 0);
-    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
 
     assert_eq!(call(&server, &client).await, 200);
     assert_eq!(tenant.hits().await, 1);
-    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-2"));
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
 
-    // Force a refresh, as a 401 would.
-    let lease = cache.token().await.unwrap();
-    let lease = cache.reject(lease.generation()).await.unwrap();
-    assert_eq!(lease.header_value(), "Bearer tok-2");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(call(&server, &client).await, 200);
 
     assert_eq!(
         tenant.bodies(),
@@ -741,16 +876,144 @@ async fn failed_save_keeps_the_rotated_token_and_saves_it_first() {
     tenant.assert_each_refresh_token_used_once();
     assert_eq!(
         events(&log),
-        ["save failed", "save:rt-2", "api:Bearer tok-1", "save:rt-3"]
+        [
+            "save failed",
+            "api:Bearer tok-1",
+            "save:rt-2",
+            "save:rt-3",
+            "api:Bearer tok-2"
+        ]
     );
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-3"));
+    assert_eq!(api.calls_async().await, 2);
 }
 
-/// Transient token-endpoint failures are retried (crate rule; RFC 6749 §5.2 has no 5xx): a 503
-/// on a refresh is retried with the SAME refresh token `rt-1`, which is safe because the
-/// server answered before consuming it (Auth0 rotates only on success). The retry happens
-/// after a backoff on the manual clock, and the rotation then continues normally.
+/// A store that keeps failing: each fetch first tries to save the rotated tokens held in
+/// memory, and when that fails again refreshes with the rotated refresh token it holds
+/// (`rt-2`, then `rt-3`), never the stale stored `rt-1`; requests keep succeeding. Once the
+/// store works again, the tokens held in memory are saved first and the rotation goes on.
 #[tokio::test]
-async fn transient_503_on_refresh_is_retried_with_the_same_token() {
+async fn while_the_store_fails_the_rotated_token_in_memory_is_used() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 60).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    store.fail_saves.store(3, Ordering::SeqCst);
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(call(&server, &client).await, 200);
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(
+        tenant.bodies(),
+        [
+            refresh_body("rt-1"),
+            refresh_body("rt-2"),
+            refresh_body("rt-3")
+        ]
+    );
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(
+        events(&log),
+        [
+            "save failed",
+            "api:Bearer tok-1",
+            "save failed",
+            "save failed",
+            "api:Bearer tok-2",
+            "save:rt-3",
+            "save:rt-4",
+            "api:Bearer tok-3"
+        ]
+    );
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-4"));
+}
+
+/// The server said to retry (RFC 6585 429 / RFC 9110 503 with `Retry-After`; Auth0 answers
+/// before consuming the token): the refresh is retried with the SAME refresh token `rt-1`
+/// after the announced delay (on the manual clock), and the rotation continues normally.
+#[tokio::test]
+async fn retry_after_429_and_503_are_retried_with_the_same_token() {
+    for status in [429, 503] {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let log = Events::default();
+        let tenant = auth0(&server, 3600).await;
+        let _api = api(&server, &log, &[]).await;
+        let store = RecordingStore::new(&log);
+        store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+        tenant.fail_next_with(&[status], Some(2));
+        let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+        assert_eq!(call(&server, &client).await, 200, "{status}");
+
+        assert_eq!(tenant.hits().await, 2, "{status}");
+        assert_eq!(
+            tenant.bodies(),
+            [refresh_body("rt-1"), refresh_body("rt-1")]
+        );
+        tenant.assert_each_refresh_token_used_once();
+        assert_eq!(
+            clock.slept(),
+            Duration::from_secs(2),
+            "{status}: Retry-After"
+        );
+        assert_eq!(events(&log), ["save:rt-2", "api:Bearer tok-1"]);
+    }
+}
+
+/// Auth0 rotation behind a gateway: the server consumed `rt-1` and rotated, but the answer is
+/// lost and a gateway says 500, 502, 503 (no `Retry-After`) or 504. Nothing proves the token
+/// was not consumed, so it is NOT sent again on a guess (which would be a reuse and revoke
+/// the login): exactly one request, no backoff, and the caller gets the typed transient
+/// `Error::TokenEndpoint` with the gateway's status.
+#[tokio::test]
+async fn gateway_errors_are_not_retried_with_a_refresh_token_that_may_be_used_up() {
+    for status in [500, 502, 503, 504] {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let log = Events::default();
+        let tenant = auth0(&server, 3600).await;
+        let api = api(&server, &log, &[]).await;
+        let store = RecordingStore::new(&log);
+        store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+        tenant.lose_next_answers_with(&[status]);
+        let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+        let err = fail(&server, &client).await;
+
+        match &err {
+            Error::TokenEndpoint { status: got, .. } => assert_eq!(got.as_u16(), status),
+            other => panic!("{status}: expected TokenEndpoint, got {other:?}"),
+        }
+        assert!(err.is_transient(), "{status}");
+        assert_eq!(
+            tenant.hits().await,
+            1,
+            "{status}: the refresh token was resent"
+        );
+        tenant.assert_each_refresh_token_used_once();
+        assert_eq!(clock.slept(), Duration::ZERO, "{status}: retried");
+        assert_eq!(api.calls_async().await, 0);
+        assert!(
+            tenant.state.lock().unwrap().valid.is_some(),
+            "{status}: the login was revoked"
+        );
+    }
+}
+
+/// After a failed refresh the next fetch reads the store before sending anything: another
+/// process that refreshed meanwhile (it stored `tok-9`/`rt-9`) is seen, its access token is
+/// used and nothing is sent; the next refresh sends `rt-9`, not the `rt-1` the failed one had.
+#[tokio::test]
+async fn after_a_failed_refresh_the_next_fetch_reads_the_store_first() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let log = Events::default();
@@ -758,19 +1021,63 @@ async fn transient_503_on_refresh_is_retried_with_the_same_token() {
     let _api = api(&server, &log, &[]).await;
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
-    tenant.fail_next_with(&[503]);
+    tenant.fail_next_with(&[502], None);
     let client = client(middleware(&server, Arc::new(store.clone()), &clock));
 
+    let err = fail(&server, &client).await;
+    assert!(matches!(err, Error::TokenEndpoint { .. }), "{err:?}");
+    assert_eq!(tenant.hits().await, 1);
+
+    // Another process refreshed meanwhile.
+    tenant.state.lock().unwrap().valid = Some("rt-9".into());
+    let authorized_at = store.get().await.unwrap().authorized_at;
+    store
+        .put(
+            StoredTokens::from_refresh_token("rt-9", authorized_at)
+                .with_access_token("tok-9", clock.system_now() + Duration::from_secs(600)),
+        )
+        .await;
+
+    assert_eq!(call(&server, &client).await, 200);
+    assert_eq!(tenant.hits().await, 1, "the stored access token is used");
+    clock.advance(Duration::from_secs(601));
     assert_eq!(call(&server, &client).await, 200);
 
-    assert_eq!(tenant.hits().await, 2);
     assert_eq!(
         tenant.bodies(),
-        [refresh_body("rt-1"), refresh_body("rt-1")]
+        [refresh_body("rt-1"), refresh_body("rt-9")]
     );
-    tenant.assert_each_refresh_token_used_once();
-    assert!(clock.slept() > Duration::ZERO, "no backoff");
-    assert_eq!(events(&log), ["save:rt-2", "api:Bearer tok-1"]);
+    assert_eq!(
+        events(&log),
+        ["api:Bearer tok-9", "save:rt-2", "api:Bearer tok-1"]
+    );
+}
+
+/// A connection failure proves the request never reached the server, so the refresh token
+/// is still unused: it is retried (3 attempts, backoff on the manual clock), then the caller
+/// gets `Error::Transport`.
+#[tokio::test]
+async fn connection_failures_are_retried() {
+    let clock = ManualClock::new();
+    let store = MemoryStore::new();
+    store
+        .save(KEY, &login(&clock, "rt-1", Duration::ZERO))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{}", common::dead_port());
+    let oauth = OAuthClient::auth0(&base, CLIENT_ID).unwrap();
+    let source = RefreshToken::new(oauth, Arc::new(store), KEY)
+        .scope_to(&url::Url::parse("http://127.0.0.1/").unwrap());
+    let mw = common::on_clock(RefreshTokenAuth::from_source(source), &clock);
+    let cache = mw.token_cache().clone();
+
+    let err = cache.token().await.unwrap_err();
+
+    match &err {
+        Error::Transport { source, .. } => assert!(source.is_connect(), "{source:?}"),
+        other => panic!("expected Transport, got {other:?}"),
+    }
+    assert!(clock.slept() > Duration::ZERO, "not retried");
 }
 
 /// RFC 6749 §6: the server MAY issue a new refresh token; when the answer carries none
@@ -796,7 +1103,7 @@ async fn non_rotating_server_keeps_the_refresh_token() {
     let client = client(middleware(&server, Arc::new(store.clone()), &clock));
 
     call(&server, &client).await;
-    clock.advance(Duration::from_secs(31));
+    clock.advance(Duration::from_secs(61));
     call(&server, &client).await;
 
     assert_eq!(token.calls_async().await, 2);
@@ -812,10 +1119,11 @@ async fn non_rotating_server_keeps_the_refresh_token() {
 }
 
 /// Auth0 rotation: a refresh whose request reached the server but whose answer was lost (a
-/// timeout) is NOT retried at once: the server may already have rotated the token, and
-/// sending it again would count as reuse and revoke the login. Exactly one request is sent
-/// and the caller gets `Error::Transport`. (A connection failure, where nothing was sent, is
-/// retried; see `RefreshToken::should_retry`.)
+/// timeout, here `OAuthClient::timeout` applied to a given client that has none) is NOT
+/// retried at once: the server may already have rotated the token, and sending it again
+/// would count as reuse and revoke the login. Exactly one request is sent and the caller gets
+/// `Error::Transport`. (A connection failure, where nothing was sent, is retried; see
+/// `connection_failures_are_retried`.)
 #[tokio::test]
 async fn refresh_that_timed_out_is_not_retried() {
     let server = MockServer::start_async().await;
@@ -835,12 +1143,8 @@ async fn refresh_that_timed_out_is_not_retried() {
         .unwrap();
     let oauth = OAuthClient::auth0(&server.base_url(), CLIENT_ID)
         .unwrap()
-        .http_client(
-            reqwest::Client::builder()
-                .timeout(Duration::from_millis(300))
-                .build()
-                .unwrap(),
-        );
+        .http_client(reqwest::Client::new())
+        .timeout(Duration::from_millis(300));
     let source = RefreshToken::new(oauth, Arc::new(store), KEY).scope_to(&base(&server));
     let client = client(common::on_clock(
         RefreshTokenAuth::from_source(source),
@@ -855,4 +1159,151 @@ async fn refresh_that_timed_out_is_not_retried() {
         "a refresh that may have landed is not resent"
     );
     assert_eq!(clock.slept(), Duration::ZERO, "no retry backoff");
+}
+
+// -------------------------------------------------------------------------------------------
+// The crash window
+// -------------------------------------------------------------------------------------------
+
+/// A process that got the rotated token but "crashed" before saving it (its save fails, then
+/// it is dropped, its memory gone), then a fresh process over the same store, which still
+/// holds `rt-1`. Returns the fresh process's outcome and the tenant.
+async fn crash_then_restart<'a>(
+    server: &'a MockServer,
+    clock: &ManualClock,
+    reuse_interval: Option<Duration>,
+) -> (Result<u16, Error>, Auth0<'a>, RecordingStore) {
+    let log = Events::default();
+    let tenant = auth0(server, 3600).await;
+    if let Some(interval) = reuse_interval {
+        tenant.reuse_interval(interval, clock);
+    }
+    let _api = api(server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(clock, "rt-1", Duration::ZERO)).await;
+    store.fail_saves.store(1, Ordering::SeqCst);
+
+    let crashed = client(middleware(server, Arc::new(store.clone()), clock));
+    assert_eq!(call(server, &crashed).await, 200);
+    drop(crashed);
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
+
+    clock.advance(Duration::from_secs(5));
+    let restarted = client(middleware(server, Arc::new(store.clone()), clock));
+    let outcome = match restarted.get(server.url(API_PATH)).send().await {
+        Ok(res) => Ok(res.status().as_u16()),
+        Err(err) => Err(common::crate_error(&err)),
+    };
+    (outcome, tenant, store)
+}
+
+/// The crash window with the server-side remedy: Auth0's reuse interval (leeway, here 30 s)
+/// accepts the previous refresh token again shortly after its rotation, so the restarted
+/// process, sending the stored `rt-1` 5 s after the crash, recovers: new tokens, saved.
+#[tokio::test]
+async fn a_crash_before_the_save_is_recovered_within_the_reuse_interval() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+
+    let (outcome, tenant, store) =
+        crash_then_restart(&server, &clock, Some(Duration::from_secs(30))).await;
+
+    assert_eq!(outcome.unwrap(), 200);
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-1")]
+    );
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-3"));
+    assert!(store.get().await.unwrap().dead.is_none());
+    assert_eq!(tenant.state.lock().unwrap().valid.as_deref(), Some("rt-3"));
+}
+
+/// The same crash without a reuse interval: the restarted process sends the consumed `rt-1`,
+/// the server sees a reuse and revokes the login, and the caller gets
+/// `ReauthorizationRequired` (the window no client can close; see `RefreshToken`'s docs).
+#[tokio::test]
+async fn a_crash_before_the_save_without_a_reuse_interval_loses_the_login() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+
+    let (outcome, tenant, store) = crash_then_restart(&server, &clock, None).await;
+
+    assert!(
+        matches!(outcome, Err(Error::ReauthorizationRequired { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(tenant.hits().await, 2);
+    assert_eq!(tenant.state.lock().unwrap().valid, None, "login revoked");
+    assert!(store.get().await.unwrap().dead.is_some());
+}
+
+// -------------------------------------------------------------------------------------------
+// Request parameters and tokens obtained elsewhere
+// -------------------------------------------------------------------------------------------
+
+/// RFC 6749 §6 (`scope` on a refresh), RFC 8707 (`resource`), Auth0 (`audience`): extra
+/// parameters of `RefreshToken::param` go on the wire after `refresh_token`, in order.
+#[tokio::test]
+async fn refresh_requests_carry_extra_parameters() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let oauth = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
+    let source = RefreshToken::new(oauth, Arc::new(store.clone()), KEY)
+        .param("scope", "read:campaigns")
+        .param("audience", "https://api.pentaleap.example")
+        .param("resource", "https://api.pentaleap.example/v2")
+        .scope_to(&base(&server));
+    let client = client(common::on_clock(
+        RefreshTokenAuth::from_source(source),
+        &clock,
+    ));
+
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(
+        tenant.bodies(),
+        [format!(
+            "{}&scope=read%3Acampaigns&audience=https%3A%2F%2Fapi.pentaleap.example\
+             &resource=https%3A%2F%2Fapi.pentaleap.example%2Fv2",
+            refresh_body("rt-1")
+        )]
+    );
+}
+
+/// Tokens obtained elsewhere, put in a store with `StoredTokens::from_refresh_token` and
+/// `with_access_token`: the access token is used while it lives (no request), then the
+/// refresh token refreshes.
+#[tokio::test]
+async fn tokens_obtained_elsewhere_can_be_stored_and_refreshed() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store
+        .put(
+            StoredTokens::from_refresh_token("rt-1", clock.system_now()).with_access_token(
+                "tok-elsewhere",
+                clock.system_now() + Duration::from_secs(600),
+            ),
+        )
+        .await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+    assert_eq!(tenant.hits().await, 0);
+    clock.advance(Duration::from_secs(601));
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1")]);
+    assert_eq!(
+        events(&log),
+        ["api:Bearer tok-elsewhere", "save:rt-2", "api:Bearer tok-1"]
+    );
 }

@@ -58,6 +58,43 @@ impl DeadLogin {
 }
 
 impl StoredTokens {
+    /// The login of a refresh token obtained elsewhere (another library, a console, a
+    /// migration), made at `authorized_at` (the start of the partner's session limit): a
+    /// store holding it is ready for [`RefreshToken`](crate::RefreshToken). Add the access
+    /// token that came with it, if any, with [`with_access_token`](Self::with_access_token).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use reqwest_partner_auth::{MemoryStore, StoredTokens, TokenStore};
+    /// # async fn run() -> Result<(), reqwest_partner_auth::Error> {
+    /// let now = SystemTime::now();
+    /// let tokens = StoredTokens::from_refresh_token("v1.MRr...", now)
+    ///     .with_access_token("eyJhbGciOi...", now + Duration::from_secs(3600));
+    /// let store = MemoryStore::new();
+    /// store.save("pentaleap", &tokens).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_refresh_token(refresh_token: impl Into<String>, authorized_at: SystemTime) -> Self {
+        Self::new(
+            None,
+            None,
+            Some(SecretString::from(refresh_token.into())),
+            authorized_at,
+        )
+    }
+
+    /// The same login with `access_token`, valid until `expires_at` (wall clock). A stored
+    /// access token with more than a minute left is used before any refresh.
+    pub fn with_access_token(
+        mut self,
+        access_token: impl Into<String>,
+        expires_at: SystemTime,
+    ) -> Self {
+        self.access_token = Some(SecretString::from(access_token.into()));
+        self.access_expires_at = Some(expires_at);
+        self
+    }
+
     /// Tokens of a login made at `authorized_at`.
     pub fn new(
         access_token: Option<SecretString>,

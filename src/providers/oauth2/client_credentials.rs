@@ -1,6 +1,7 @@
 //! The client credentials grant (RFC 6749 §4.4).
 
 use std::fmt;
+use std::time::Duration;
 
 use url::Url;
 
@@ -10,15 +11,17 @@ use crate::source::{FetchContext, TokenSource};
 use crate::token::Token;
 use crate::{AuthMiddleware, ErrorShape, HttpTokenSource, Param};
 
-/// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
+/// How a confidential client authenticates at the token endpoint (RFC 6749 §2.3.1); the
+/// same choice for [`ClientCredentials`] and [`OAuthClient`] (code exchange and refresh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ClientAuth {
     /// `Authorization: Basic base64(urlencode(id):urlencode(secret))` — the method every
-    /// server must support. The default.
+    /// server must support (`client_secret_basic`). The default, except for
+    /// [`OAuthClient::auth0`].
     #[default]
     Basic,
-    /// `client_id` and `client_secret` in the form body.
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`).
     RequestBody,
 }
 
@@ -51,7 +54,6 @@ pub struct ClientCredentials {
     /// Token URL, id, secret, scopes, HTTP client and the plain-http rule, shared with the
     /// other grants (the authorize URL is unused here).
     client: OAuthClient,
-    client_auth: ClientAuth,
     params: Vec<(String, String)>,
     api_scope: Vec<Url>,
 }
@@ -60,7 +62,6 @@ impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
             .field("client", &self.client)
-            .field("client_auth", &self.client_auth)
             .field("params", &self.params)
             .finish_non_exhaustive()
     }
@@ -76,7 +77,6 @@ impl ClientCredentials {
         Self {
             client: OAuthClient::new(token_url.clone(), token_url, client_id)
                 .client_secret(client_secret),
-            client_auth: ClientAuth::default(),
             params: Vec::new(),
             api_scope: Vec::new(),
         }
@@ -84,7 +84,7 @@ impl ClientCredentials {
 
     /// How the client authenticates.
     pub fn client_auth(mut self, how: ClientAuth) -> Self {
-        self.client_auth = how;
+        self.client = self.client.client_auth(how);
         self
     }
 
@@ -110,9 +110,18 @@ impl ClientCredentials {
         self
     }
 
-    /// The `reqwest::Client` for the token endpoint.
+    /// The `reqwest::Client` for the token endpoint. Whatever client is given, token
+    /// requests follow no redirect and are cut off after [`timeout`](Self::timeout).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = self.client.http_client(client);
+        self
+    }
+
+    /// How long one token request may take (default
+    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
+    /// with [`http_client`](Self::http_client) too.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.timeout(timeout);
         self
     }
 
@@ -125,26 +134,16 @@ impl ClientCredentials {
     }
 
     fn engine(&self) -> HttpTokenSource {
-        let c = &self.client;
-        let mut engine = c
-            .token_engine()
-            .param("grant_type", Param::text("client_credentials"));
-        if let Some(scope) = c.scope_param() {
-            engine = engine.param("scope", Param::Text(scope));
-        }
-        for (k, v) in &self.params {
-            engine = engine.param(k.clone(), Param::Text(v.clone()));
-        }
-        // Always set by `new`.
-        if let Some(secret) = &c.client_secret {
-            engine = match self.client_auth {
-                ClientAuth::Basic => engine.basic_auth(c.client_id.clone(), secret.clone()),
-                ClientAuth::RequestBody => engine
-                    .param("client_id", Param::Text(c.client_id.clone()))
-                    .param("client_secret", Param::Secret(secret.clone())),
-            };
-        }
-        engine
+        let scope = self
+            .client
+            .scope_param()
+            .map(|scope| ("scope".to_owned(), Param::Text(scope)));
+        let params = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), Param::Text(v.clone())));
+        self.client
+            .token_request("client_credentials", scope.into_iter().chain(params))
     }
 }
 

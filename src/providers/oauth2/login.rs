@@ -117,8 +117,10 @@ impl PendingLogin {
 
     /// Completes the login from the callback URL (`<redirect uri>?code=..&state=..`):
     /// checks `state`, turns an `error=` callback into an error, and exchanges the code
-    /// (`grant_type=authorization_code`, `client_id`, `code`, `redirect_uri`,
-    /// `code_verifier`). The returned tokens are ready for a [`TokenStore`](crate::TokenStore).
+    /// (`grant_type=authorization_code`, `code`, `redirect_uri`, `code_verifier`, the client
+    /// authenticated as [`OAuthClient::client_auth`] says). The returned tokens are ready for
+    /// a [`TokenStore`](crate::TokenStore); saving them replaces whatever login was stored
+    /// under the key, a dead one included.
     ///
     /// # Errors
     /// [`Error::Callback`] when `state` is missing or does not match (possible CSRF), when the
@@ -178,9 +180,7 @@ impl PendingLogin {
     }
 
     async fn exchange(&self, code: String) -> Result<Token, Error> {
-        let mut extra = vec![
-            ("grant_type", Param::text("authorization_code")),
-            ("client_id", Param::Text(self.client.client_id.clone())),
+        let params = [
             ("code", Param::Secret(SecretString::from(code))),
             ("redirect_uri", Param::Text(self.redirect_uri.to_string())),
             (
@@ -188,19 +188,14 @@ impl PendingLogin {
                 Param::Secret(self.verifier.expose_secret().into()),
             ),
         ];
-        if let Some(secret) = &self.client.client_secret {
-            extra.push((
-                "client_secret",
-                Param::Secret(secret.expose_secret().into()),
-            ));
-        }
         // No `audience` here: RFC 6749 §4.1.3 names the exchange's parameters, and Auth0
-        // binds the audience to the code at `/authorize`.
+        // binds the audience to the code at `/authorize`. The client authenticates as
+        // `OAuthClient::client_auth` says.
         let token = self
             .client
-            .token_engine()
+            .token_request("authorization_code", params)
             .request_token(
-                &extra,
+                &[],
                 &ErrorShape::oauth2(),
                 &FetchContext::new(FetchReason::Initial),
             )

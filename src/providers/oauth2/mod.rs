@@ -6,28 +6,57 @@ pub(crate) mod login;
 pub(crate) mod refresh;
 
 use std::fmt;
+use std::time::Duration;
 
 use secrecy::SecretString;
 use url::Url;
 
-use crate::endpoint::default_token_client;
+use crate::endpoint::{default_token_client, DEFAULT_TOKEN_TIMEOUT};
 use crate::error::Error;
 use crate::providers::{endpoint, parse_url};
+use crate::{Encoding, HttpTokenSource, Param};
+
+use client_credentials::ClientAuth;
 
 /// A client registered with an authorization server: where its endpoints are, its id, and
 /// what it asks for. Shared by the login ([`OAuthClient::begin_login`]) and the refresh
 /// middleware ([`RefreshToken`](crate::RefreshToken)).
+///
+/// A confidential client (one with a [`client_secret`](Self::client_secret)) authenticates
+/// at the token endpoint as [`client_auth`](Self::client_auth) says, for the code exchange
+/// and for every refresh alike: HTTP Basic by default ([`OAuthClient::new`]; RFC 6749
+/// §2.3.1: every server must support it), the request body for [`OAuthClient::auth0`]
+/// (Auth0's default method, `client_secret_post`). A public client (no secret) sends its
+/// `client_id` in the body.
+///
+/// ```
+/// use reqwest_partner_auth::{ClientAuth, OAuthClient};
+/// use url::Url;
+/// # fn main() -> Result<(), url::ParseError> {
+/// let client = OAuthClient::new(
+///         Url::parse("https://login.partner.example/authorize")?,
+///         Url::parse("https://login.partner.example/token")?,
+///         "my-client",
+///     )
+///     .client_secret("my-secret")
+///     // The method the client is registered with (`client_secret_post` here).
+///     .client_auth(ClientAuth::RequestBody)
+///     .timeout(std::time::Duration::from_secs(5));
+/// # let _ = client; Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct OAuthClient {
     pub(crate) authorize_url: Url,
     pub(crate) token_url: Url,
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<SecretString>,
+    pub(crate) client_auth: ClientAuth,
     pub(crate) audience: Option<String>,
     pub(crate) scopes: Vec<String>,
     pub(crate) redirect_uri: Option<Url>,
     pub(crate) issuer: Option<String>,
     pub(crate) http: reqwest::Client,
+    pub(crate) timeout: Duration,
     pub(crate) allow_insecure_http: bool,
 }
 
@@ -41,6 +70,7 @@ impl fmt::Debug for OAuthClient {
                 "client_secret",
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
+            .field("client_auth", &self.client_auth)
             .field("audience", &self.audience)
             .field("scopes", &self.scopes)
             .field("redirect_uri", &self.redirect_uri.as_ref().map(Url::as_str))
@@ -50,24 +80,29 @@ impl fmt::Debug for OAuthClient {
 }
 
 impl OAuthClient {
-    /// A client with explicit endpoints.
+    /// A client with explicit endpoints. A confidential client authenticates with HTTP
+    /// Basic unless told otherwise ([`client_auth`](Self::client_auth)).
     pub fn new(authorize_url: Url, token_url: Url, client_id: impl Into<String>) -> Self {
         Self {
             authorize_url,
             token_url,
             client_id: client_id.into(),
             client_secret: None,
+            client_auth: ClientAuth::Basic,
             audience: None,
             scopes: Vec::new(),
             redirect_uri: None,
             issuer: None,
             http: default_token_client(),
+            timeout: DEFAULT_TOKEN_TIMEOUT,
             allow_insecure_http: false,
         }
     }
 
     /// An Auth0 tenant: `https://<domain>/authorize` and `https://<domain>/oauth/token`.
-    /// `domain` is a host name (`tenant.eu.auth0.com`) or a base URL.
+    /// `domain` is a host name (`tenant.eu.auth0.com`) or a base URL. A confidential client
+    /// sends its secret in the request body ([`ClientAuth::RequestBody`]), Auth0's default
+    /// method (`client_secret_post`).
     ///
     /// # Errors
     /// [`Error::Config`] if `domain` is not a usable host or URL.
@@ -81,12 +116,23 @@ impl OAuthClient {
             endpoint(&base, "/authorize"),
             endpoint(&base, "/oauth/token"),
             client_id,
-        ))
+        )
+        .client_auth(ClientAuth::RequestBody))
     }
 
-    /// The client secret, for confidential clients (sent in the body of token requests).
+    /// The client secret, for confidential clients (sent as
+    /// [`client_auth`](Self::client_auth) says).
     pub fn client_secret(mut self, secret: impl Into<String>) -> Self {
         self.client_secret = Some(SecretString::from(secret.into()));
+        self
+    }
+
+    /// How a confidential client authenticates at the token endpoint (code exchange and
+    /// refresh): use the method it is registered with. Default [`ClientAuth::Basic`], or
+    /// [`ClientAuth::RequestBody`] for [`OAuthClient::auth0`]. Without a secret the client is
+    /// public and sends only its `client_id`, in the body.
+    pub fn client_auth(mut self, how: ClientAuth) -> Self {
+        self.client_auth = how;
         self
     }
 
@@ -122,9 +168,18 @@ impl OAuthClient {
     }
 
     /// The `reqwest::Client` for token requests (default
-    /// [`default_token_client`](crate::default_token_client): timeouts, no redirects).
+    /// [`default_token_client`](crate::default_token_client)). Whatever client is given,
+    /// token requests follow no redirect and are cut off after [`timeout`](Self::timeout).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = client;
+        self
+    }
+
+    /// How long one token request may take (default
+    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
+    /// with [`http_client`](Self::http_client) too.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
         self
     }
 
@@ -146,16 +201,44 @@ impl OAuthClient {
         &self.client_id
     }
 
-    /// A token-endpoint engine for form-encoded grants with this client's settings.
-    pub(crate) fn token_engine(&self) -> crate::HttpTokenSource {
-        let engine = crate::HttpTokenSource::post(self.token_url.clone())
-            .encoding(crate::Encoding::Form)
-            .http_client(self.http.clone());
+    /// The token request of a grant, with this client's settings and authentication: a
+    /// form-encoded engine whose parameters are `grant_type`, `client_id` (unless the client
+    /// authenticates with Basic), `params`, then `client_secret` (with
+    /// [`ClientAuth::RequestBody`]). The one place client authentication is decided, for
+    /// every grant.
+    pub(crate) fn token_request<N: Into<String>>(
+        &self,
+        grant_type: &str,
+        params: impl IntoIterator<Item = (N, Param)>,
+    ) -> HttpTokenSource {
+        let mut engine = HttpTokenSource::post(self.token_url.clone())
+            .encoding(Encoding::Form)
+            .http_client(self.http.clone())
+            .timeout(self.timeout)
+            .param("grant_type", Param::text(grant_type));
         if self.allow_insecure_http {
-            engine.allow_insecure_http()
-        } else {
-            engine
+            engine = engine.allow_insecure_http();
         }
+        let basic = self
+            .client_secret
+            .as_ref()
+            .filter(|_| self.client_auth == ClientAuth::Basic);
+        if basic.is_none() {
+            engine = engine.param("client_id", Param::Text(self.client_id.clone()));
+        }
+        for (name, value) in params {
+            engine = engine.param(name, value);
+        }
+        match (&self.client_secret, self.client_auth) {
+            (Some(secret), ClientAuth::Basic) => {
+                engine = engine.basic_auth(self.client_id.clone(), secret.clone());
+            }
+            (Some(secret), ClientAuth::RequestBody) => {
+                engine = engine.param("client_secret", Param::Secret(secret.clone()));
+            }
+            (None, _) => {}
+        }
+        engine
     }
 
     pub(crate) fn scope_param(&self) -> Option<String> {

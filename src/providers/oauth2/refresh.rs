@@ -5,9 +5,15 @@
 //!   the cache's single flight — and one process across a fleet sharing the store);
 //! * inside the lock, the store is read again: if another process already refreshed, its
 //!   still-valid access token is used and nothing is sent;
-//! * the new refresh token is saved before the new access token is handed out;
+//! * the rotated refresh token is saved before anything else happens with the answer (see
+//!   [`RefreshToken`] for the crash window that remains and its server-side remedy); a failed
+//!   save keeps the rotated tokens in memory, the access token is still used, and the save
+//!   is retried first at the next refresh;
+//! * a refresh is sent again only when it provably never reached the server, or the server
+//!   said to retry ([`RefreshToken::should_retry`](crate::TokenSource::should_retry));
 //! * `invalid_grant` means the login is dead: [`Error::ReauthorizationRequired`], and the
-//!   dead refresh token is removed from the store so nobody sends it again.
+//!   stored login is marked dead ([`StoredTokens::dead`]: when, why), kept for a person to
+//!   look at; nothing is sent with it again until a new login is saved over it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -16,11 +22,13 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use http::StatusCode;
+
 use super::login::stored_from_token;
 use super::OAuthClient;
 use crate::error::Error;
 use crate::source::{FetchContext, FetchReason, TokenSource};
-use crate::store::{StoredTokens, TokenStore};
+use crate::store::{DeadLogin, StoredTokens, TokenStore};
 use crate::token::Token;
 use crate::{AuthMiddleware, ErrorShape, Param};
 
@@ -33,18 +41,68 @@ pub const DEFAULT_SESSION_LIMIT: Duration = Duration::from_secs(180 * 24 * 60 * 
 const REUSE_MARGIN: Duration = Duration::from_secs(60);
 
 /// A token source that refreshes with `grant_type=refresh_token` and persists each rotated
-/// refresh token in a [`TokenStore`] before the new access token is used.
+/// refresh token in a [`TokenStore`] before anything else happens with the answer.
 ///
 /// The store must hold a login first (see [`OAuthClient::begin_login`] and
-/// [`PendingLogin::complete`](crate::PendingLogin::complete)).
+/// [`PendingLogin::complete`](crate::PendingLogin::complete)), or tokens obtained elsewhere
+/// ([`StoredTokens::from_refresh_token`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use reqwest_partner_auth::{FileStore, OAuthClient, RefreshToken, RefreshTokenAuth};
+/// use url::Url;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = OAuthClient::auth0("tenant.eu.auth0.com", "my-client-id")?;
+/// let store = Arc::new(FileStore::new(std::env::temp_dir().join("pentaleap-tokens.json")));
+/// let source = RefreshToken::new(client, store, "pentaleap")
+///     .param("scope", "offline_access read:campaigns")
+///     .scope_to(&Url::parse("https://api.pentaleap.example")?);
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(RefreshTokenAuth::from_source(source))
+///     .build();
+/// # let _ = client; Ok(()) }
+/// ```
+///
+/// # Failures
+/// * A refresh is retried only when it provably did not reach the server (a connection
+///   failure) or the server said to retry (429 or 503 with `Retry-After`). Any other failure
+///   (500, 502, 504, a 503 without `Retry-After`, a timeout, a lost answer) may have consumed
+///   the refresh token at the server, so it is not resent on a guess: the caller gets the
+///   error ([`Error::TokenEndpoint`], [`Error::Transport`]) and the next fetch reads the store
+///   again before sending anything.
+/// * When the store cannot save the rotated tokens, the new access token is still used and
+///   the rotated tokens stay in this process's memory: the next fetch saves them before
+///   anything else, and if the store still fails, refreshes with the rotated refresh token
+///   held in memory (never the stale stored one).
+/// * `invalid_grant` marks the stored login dead ([`StoredTokens::dead`]) and returns
+///   [`Error::ReauthorizationRequired`]; later fetches return it without sending anything,
+///   until a new login is saved under the key.
+///
+/// # The crash window
+/// The server rotates the refresh token when it answers; until the answer is saved, the only
+/// copy of the new refresh token is in this process. The save is the first thing done with
+/// the answer (no logging, no other request in between), so the window is the time the answer
+/// takes to arrive plus one store write. A process killed inside it leaves the store with the
+/// refresh token the server has just consumed: the next process sends it, the server sees a
+/// reuse and revokes the login ([`Error::ReauthorizationRequired`]; a person has to log in
+/// again). No client can close this window.
+///
+/// The remedy is on the server: a **reuse interval** (Auth0's refresh-token rotation "Reuse
+/// Interval" / "Rotation Overlap Period", `leeway` in the Management API), during which the
+/// previous refresh token is still accepted. A process restarted within the interval then
+/// refreshes with the stored token and recovers. Set it to a few seconds more than a restart
+/// takes; within it a stolen previous token is not detected as a reuse.
 pub struct RefreshToken {
     client: OAuthClient,
     store: Arc<dyn TokenStore>,
     key: String,
     api_scope: Vec<Url>,
     session_limit: Option<Duration>,
-    /// Tokens the server issued that could not be saved yet: used (and saved) first, so a
-    /// failing store does not lose a rotated refresh token.
+    /// Extra parameters of every refresh request (`scope`, `audience`, `resource`).
+    params: Vec<(String, String)>,
+    /// Tokens the server issued that could not be saved yet: saved first at the next fetch,
+    /// and used as they are while the store fails, so a failing store does not lose a rotated
+    /// refresh token.
     unsaved: Mutex<Option<StoredTokens>>,
     /// The access token this source handed out last. Found again in the store, it means no
     /// one refreshed since: an expiring token is then refreshed, not re-read.
@@ -57,6 +115,7 @@ impl fmt::Debug for RefreshToken {
             .field("client", &self.client)
             .field("key", &self.key)
             .field("session_limit", &self.session_limit)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +129,7 @@ impl RefreshToken {
             key: key.into(),
             api_scope: Vec::new(),
             session_limit: Some(DEFAULT_SESSION_LIMIT),
+            params: Vec::new(),
             unsaved: Mutex::new(None),
             handed_out: Mutex::new(None),
         }
@@ -85,6 +145,13 @@ impl RefreshToken {
     /// [`DEFAULT_SESSION_LIMIT`], 180 days); `None` for no limit.
     pub fn session_limit(mut self, limit: Option<Duration>) -> Self {
         self.session_limit = limit;
+        self
+    }
+
+    /// Adds a parameter to every refresh request, after `refresh_token`: `scope` (to narrow
+    /// the scopes, RFC 6749 §6), `audience` (Auth0), `resource` (RFC 8707).
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((name.into(), value.into()));
         self
     }
 
@@ -115,13 +182,34 @@ impl RefreshToken {
         }
     }
 
-    async fn save(&self, tokens: StoredTokens) -> Result<(), Error> {
-        if let Err(err) = self.store.save(&self.key, &tokens).await {
-            tracing::error!(error = %err, "could not save the rotated refresh token; keeping it in memory");
-            self.keep_unsaved(tokens);
-            return Err(err);
+    /// Saves `tokens`; if the store fails, keeps them in memory (saved first at the next
+    /// fetch) and says so.
+    async fn save_or_keep(&self, tokens: StoredTokens) -> Result<(), Error> {
+        match self.store.save(&self.key, &tokens).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                self.keep_unsaved(tokens);
+                tracing::error!(error = %err, "could not save the rotated refresh token; keeping it in memory");
+                Err(err)
+            }
         }
-        Ok(())
+    }
+
+    /// The login to work with: tokens a failed save left in memory (saved now if the store
+    /// allows; used as they are if not), else what the store holds.
+    async fn current(&self) -> Result<StoredTokens, Error> {
+        if let Some(unsaved) = self.take_unsaved() {
+            if self.save_or_keep(unsaved.clone()).await.is_err() {
+                // The store still fails: the rotated tokens in memory are the only valid ones.
+                return Ok(unsaved);
+            }
+        }
+        self.store
+            .load(&self.key)
+            .await?
+            .ok_or_else(|| Error::ReauthorizationRequired {
+                message: "no login stored; log in first".into(),
+            })
     }
 
     async fn refresh(&self, stored: &StoredTokens, cx: &FetchContext) -> Result<Token, Error> {
@@ -140,41 +228,30 @@ impl RefreshToken {
                 .ok_or_else(|| Error::ReauthorizationRequired {
                     message: "no refresh token stored; log in first".into(),
                 })?;
-        let mut extra = vec![
-            ("grant_type", Param::text("refresh_token")),
-            ("client_id", Param::Text(self.client.client_id.clone())),
-            ("refresh_token", Param::Secret(refresh_token)),
-        ];
-        if let Some(secret) = &self.client.client_secret {
-            extra.push((
-                "client_secret",
-                Param::Secret(secret.expose_secret().into()),
-            ));
-        }
+        let params = std::iter::once(("refresh_token".to_owned(), Param::Secret(refresh_token)))
+            .chain(
+                self.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Param::Text(v.clone()))),
+            );
+        let request = self.client.token_request("refresh_token", params);
         let errors = ErrorShape::oauth2().reauthorize_codes(&["invalid_grant"]);
         tracing::debug!("refreshing the access token with the stored refresh token");
-        match self
-            .client
-            .token_engine()
-            .request_token(&extra, &errors, cx)
-            .await
-        {
+        match request.request_token(&[], &errors, cx).await {
             Ok(token) => {
-                // Persist the rotated refresh token before the access token is used.
-                self.save(stored_from_token(&token, now, Some(stored)))
-                    .await?;
+                // The server has rotated the refresh token: persist it before anything else.
+                // A failed save keeps it in memory, and the access token is still used.
+                let _ = self
+                    .save_or_keep(stored_from_token(&token, now, Some(stored)))
+                    .await;
                 Ok(token)
             }
-            Err(err @ Error::ReauthorizationRequired { .. }) => {
-                // The refresh token is dead; make sure no one sends it again.
+            Err(Error::ReauthorizationRequired { message }) => {
+                // The login is dead: mark it (when, why), keep the tokens for inspection.
                 let mut dead = stored.clone();
-                dead.refresh_token = None;
-                dead.access_token = None;
-                dead.access_expires_at = None;
-                if let Err(e) = self.store.save(&self.key, &dead).await {
-                    tracing::warn!(error = %e, "could not mark the dead refresh token in the store");
-                }
-                Err(err)
+                dead.dead = Some(DeadLogin::new(cx.clock().system_now(), message.clone()));
+                let _ = self.save_or_keep(dead).await;
+                Err(Error::ReauthorizationRequired { message })
             }
             Err(err) => Err(err),
         }
@@ -185,17 +262,15 @@ impl RefreshToken {
 impl TokenSource for RefreshToken {
     async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
         let _lock = self.store.lock(&self.key).await?;
-        if let Some(pending) = self.take_unsaved() {
-            // A refresh whose result could not be saved: save it now, before anything else.
-            self.save(pending).await?;
+        let stored = self.current().await?;
+        if let Some(dead) = &stored.dead {
+            return Err(Error::ReauthorizationRequired {
+                message: format!(
+                    "the stored login was refused by the authorization server ({}); log in again",
+                    dead.reason
+                ),
+            });
         }
-        let stored =
-            self.store
-                .load(&self.key)
-                .await?
-                .ok_or_else(|| Error::ReauthorizationRequired {
-                    message: "no login stored; log in first".into(),
-                })?;
         // Reuse a stored access token only if someone else stored it (another process, or a
         // refresh whose save failed): the one we handed out is expiring or was rejected.
         if cx.reason() != FetchReason::Rejected && !self.stored_is_ours(&stored) {
@@ -208,14 +283,23 @@ impl TokenSource for RefreshToken {
         Ok(self.hand_out(token))
     }
 
-    /// A refresh whose request may have reached the server (a timeout, a lost answer) is not
-    /// retried: the server may have rotated the refresh token already, and sending it again
-    /// would count as reuse and revoke the login. Connection failures (nothing was sent) and
-    /// 5xx/429 answers (the server did not issue tokens) are retried.
+    /// A refresh token may have been consumed by any request that reached the server, so a
+    /// refresh is retried only when it provably did not (a connection failure: nothing was
+    /// sent) or the server said to retry (429 or 503 with `Retry-After`). A timeout, a lost
+    /// answer, a 500, 502, 504 or a 503 without `Retry-After` is not retried: sending the
+    /// token again could count as reuse and revoke the login.
     fn should_retry(&self, error: &Error) -> bool {
         match error {
-            Error::Transport { source, .. } => source.is_connect(),
-            other => other.is_transient(),
+            Error::Transport { source, .. } => source.is_connect() && !source.is_timeout(),
+            Error::TokenEndpoint {
+                status,
+                retry_after: Some(_),
+                ..
+            } => {
+                *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => false,
         }
     }
 
