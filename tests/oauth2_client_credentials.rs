@@ -204,7 +204,8 @@ async fn request_body_auth_sends_credentials_in_the_body_and_no_authorization_he
 }
 
 /// RFC 6749 §3.3 + Auth0 (`audience` names the API the token is for, an extension parameter
-/// allowed by §8.2): exact body with scope, audience and body credentials, in that order.
+/// allowed by §8.2): exact body with the client id after the grant type (as in every grant of
+/// `OAuthClient`), then scope, audience, and the secret last.
 #[tokio::test]
 async fn scopes_and_audience_are_sent() {
     let server = MockServer::start_async().await;
@@ -224,8 +225,8 @@ async fn scopes_and_audience_are_sent() {
     assert_eq!(
         token.only().body,
         format!(
-            "grant_type=client_credentials&scope=read%3Aoffers+write%3Aoffers\
-             &audience=https%3A%2F%2Fapi.partner.example&client_id={ID}&client_secret={SECRET}"
+            "grant_type=client_credentials&client_id={ID}&scope=read%3Aoffers+write%3Aoffers\
+             &audience=https%3A%2F%2Fapi.partner.example&client_secret={SECRET}"
         )
     );
     assert_eq!(api.calls_async().await, 1);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::{fixed_token_mock, middleware, token_body, TestSource, TOKEN_PATH};
 use httpmock::{HttpMockResponse, MockServer, When};
 use reqwest_partner_auth::{
-    AuthMiddleware, Clock, Error, HttpTokenSource, Malformed, ManualClock, Param, RetryPolicy,
-    TokenSource, DEFAULT_MAX_BODY,
+    AuthMiddleware, Clock, Encoding, Error, HttpTokenSource, Malformed, ManualClock, Param,
+    RetryPolicy, TokenSource, DEFAULT_MAX_BODY,
 };
 use url::Url;
 
@@ -491,8 +491,9 @@ async fn mac_token_type_is_invalid_field() {
     assert_invalid_field(&err, "token_type");
 }
 
-/// Issue 2, behaviour 12: a token endpoint that hangs is cut off by the token client's
-/// timeout: `Error::Transport` ("timed out") well before the endpoint would have answered.
+/// A token endpoint that hangs is cut off by the source's `timeout`, applied to a given
+/// client that has no timeout of its own: `Error::Transport` ("timed out") well before the
+/// endpoint would have answered.
 #[tokio::test]
 async fn hanging_endpoint_times_out() {
     let server = MockServer::start_async().await;
@@ -506,13 +507,12 @@ async fn hanging_endpoint_times_out() {
                 .delay(Duration::from_secs(5));
         })
         .await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let mw = AuthMiddleware::from_source(TestSource::new(&server).map(|s| s.http_client(http)))
-        .clock(Arc::new(clock.clone()))
-        .retry_policy(RetryPolicy::none());
+    let mw = AuthMiddleware::from_source(TestSource::new(&server).map(|s| {
+        s.http_client(reqwest::Client::new())
+            .timeout(Duration::from_millis(300))
+    }))
+    .clock(Arc::new(clock.clone()))
+    .retry_policy(RetryPolicy::none());
 
     let started = Instant::now();
     let err = fail_with(&server, mw).await;
@@ -567,4 +567,204 @@ async fn token_endpoint_redirects_are_not_followed() {
         0,
         "credentials went to another host"
     );
+}
+
+/// A client that follows redirects (`reqwest::Client::new()`) given for the token endpoint:
+/// a 307 or 308 must not re-post the credentials (body and Basic) to the redirect target. The
+/// other server sees no request at all; the caller gets a non-transient
+/// `Error::TokenEndpoint` with the 3xx status that says redirects are not followed.
+#[tokio::test]
+async fn a_307_or_308_does_not_repost_credentials_whatever_client_is_given() {
+    for code in [307, 308] {
+        let server = MockServer::start_async().await;
+        let elsewhere = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let target = elsewhere.url(TOKEN_PATH);
+        let redirect = server
+            .mock_async(move |when, then| {
+                when.method("POST").path(TOKEN_PATH);
+                then.status(code).header("location", target);
+            })
+            .await;
+        let stolen = elsewhere
+            .mock_async(|when, then| {
+                when.any_request();
+                then.status(200)
+                    .header("content-type", "application/json")
+                    .body(token_body("tok", 3600));
+            })
+            .await;
+        let source = TestSource::new(&server).map(|s| {
+            s.http_client(reqwest::Client::new())
+                .basic_auth("client-id", common::SECRET.into())
+        });
+        let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+
+        let err = fail_with(&server, mw).await;
+
+        match &err {
+            Error::TokenEndpoint {
+                status, excerpt, ..
+            } => {
+                assert_eq!(status.as_u16(), code);
+                assert!(excerpt.contains("redirects"), "{excerpt}");
+            }
+            other => panic!("{code}: expected TokenEndpoint, got {other:?}"),
+        }
+        assert!(!err.is_transient());
+        assert_eq!(redirect.calls_async().await, 1, "{code}");
+        assert_eq!(
+            stolen.calls_async().await,
+            0,
+            "{code}: credentials went to another host"
+        );
+    }
+}
+
+/// A client that follows redirects turns a 301/302/303 into a `GET` to the target. That
+/// request carries no credential (no body, reqwest drops `Authorization` across hosts), and
+/// whatever the target answers (here a valid-looking token) is not taken: the answer came
+/// from another URL than the token endpoint, an `Error::TokenEndpoint` that says redirects
+/// are not followed.
+#[tokio::test]
+async fn a_redirect_the_client_followed_is_an_error_and_carried_no_credentials() {
+    for code in [301, 302, 303] {
+        let server = MockServer::start_async().await;
+        let elsewhere = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let target = elsewhere.url(TOKEN_PATH);
+        server
+            .mock_async(move |when, then| {
+                when.method("POST").path(TOKEN_PATH);
+                then.status(code).header("location", target);
+            })
+            .await;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let other = elsewhere
+            .mock_async(move |when, then| {
+                when.any_request();
+                then.respond_with(move |req: &httpmock::HttpMockRequest| {
+                    record.lock().unwrap().push(common::Seen::of(req));
+                    HttpMockResponse::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(token_body("foreign-token", 3600))
+                        .build()
+                });
+            })
+            .await;
+        let source = TestSource::new(&server).map(|s| {
+            s.http_client(reqwest::Client::new())
+                .basic_auth("client-id", common::SECRET.into())
+        });
+        let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+
+        let err = fail_with(&server, mw).await;
+
+        match &err {
+            Error::TokenEndpoint {
+                status, excerpt, ..
+            } => {
+                assert!(status.is_redirection(), "{code}: {status}");
+                assert!(excerpt.contains("redirects"), "{excerpt}");
+            }
+            other => panic!("{code}: expected TokenEndpoint, got {other:?}"),
+        }
+        assert!(!err.is_transient());
+        assert_eq!(other.calls_async().await, 1, "{code}");
+        let seen = seen.lock().unwrap()[0].clone();
+        assert_eq!(
+            seen.header("authorization"),
+            None,
+            "{code}: Basic went along"
+        );
+        assert!(
+            !seen.body.contains(common::SECRET),
+            "{code}: the body went along"
+        );
+    }
+}
+
+/// Token request bodies go out as a stream (so no client can re-send them on a redirect)
+/// with an exact `Content-Length`, not chunked: JSON and form bodies, byte for byte.
+#[tokio::test]
+async fn token_request_bodies_have_a_content_length_and_are_not_chunked() {
+    for (encoding, body) in [
+        (
+            Encoding::Json,
+            format!(
+                r#"{{"client_id":"test-client","client_secret":"{}"}}"#,
+                common::SECRET
+            ),
+        ),
+        (
+            Encoding::Form,
+            format!("client_id=test-client&client_secret={}", common::SECRET),
+        ),
+    ] {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let expected = body.clone();
+        let token = server
+            .mock_async(move |when, then| {
+                when.method("POST")
+                    .path(TOKEN_PATH)
+                    .header("content-length", expected.len().to_string())
+                    .header_missing("transfer-encoding")
+                    .body(expected);
+                then.status(200)
+                    .header("content-type", "application/json")
+                    .body(token_body("good-token", 3600));
+            })
+            .await;
+        let api = api_mock(&server).await;
+        let mw = common::on_clock(
+            AuthMiddleware::from_source(TestSource::new(&server).map(|s| s.encoding(encoding))),
+            &clock,
+        );
+
+        let res = common::client(mw)
+            .get(server.url(API_PATH))
+            .send()
+            .await
+            .unwrap();
+
+        assert_eq!(res.status(), 200, "{encoding:?}");
+        assert_eq!(token.calls_async().await, 1, "{encoding:?}");
+        assert_eq!(api.calls_async().await, 1);
+    }
+}
+
+/// A partner that echoes our `Authorization: Basic` header in its error: the exact Basic
+/// credential sent (base64 of `form_encode(id):form_encode(secret)`) is scrubbed like the
+/// secret itself, from the message and from `Display`.
+#[tokio::test]
+async fn an_echoed_basic_credential_is_scrubbed_from_errors() {
+    use base64::Engine as _;
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let credential =
+        base64::engine::general_purpose::STANDARD.encode(format!("client%3Aid:{}", common::SECRET));
+    let body = format!(
+        r#"{{"error":"invalid_client","error_description":"bad header: Basic {credential}"}}"#
+    );
+    let token = server
+        .mock_async(move |when, then| {
+            when.method("POST").path(TOKEN_PATH);
+            then.status(401)
+                .header("content-type", "application/json")
+                .body(body);
+        })
+        .await;
+    let source = TestSource::new(&server).map(|s| s.basic_auth("client:id", common::SECRET.into()));
+    let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+
+    let err = fail_with(&server, mw).await;
+
+    assert!(matches!(err, Error::InvalidCredentials { .. }), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains(&credential), "{shown}");
+    assert!(shown.contains("bad header: Basic"), "{shown}");
+    assert_eq!(token.calls_async().await, 1);
 }
