@@ -22,7 +22,7 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_partner_auth::{
     jwt_expiry, AuthMiddleware, ClientAuth, ClientCredentials, ClientCredentialsAuth, Error,
     FetchContext, FetchReason, ManualClock, MemoryStore, OAuthClient, OAuthErrorCode, RefreshToken,
-    RefreshTokenAuth, TokenCache, TokenSource as _, TokenStore,
+    RefreshTokenAuth, StoredTokens, TokenCache, TokenSource as _, TokenStore,
 };
 use secrecy::ExposeSecret as _;
 use support::{
@@ -66,6 +66,13 @@ async fn stored_login(server: &OidcServer) -> CountingStore {
 
 fn refresh_source(server: &OidcServer, store: &CountingStore, api: &Url) -> RefreshToken {
     RefreshToken::new(server.pkce_client(), Arc::new(store.clone()), KEY).scope_to(api)
+}
+
+/// The refresh middleware over [`refresh_source`]. Tests force refreshes with
+/// `TokenCache::reject`, so rejections are not rate-limited here.
+fn refresh_mw(server: &OidcServer, store: &CountingStore, api: &Url) -> RefreshTokenAuth {
+    RefreshTokenAuth::from_source(refresh_source(server, store, api))
+        .rejection_cooldown(Duration::ZERO)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -317,6 +324,108 @@ async fn login_error_callback_and_forged_state_are_reported() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Confidential clients of the code flow (RFC 6749 §2.3.1)
+
+/// Logs in with `client`, then refreshes once (a forced refresh: the stored access token is
+/// not reused); returns the login's and the refresh's tokens.
+async fn login_and_refresh(client: OAuthClient) -> (StoredTokens, StoredTokens) {
+    let tokens = login(&client).await;
+    let memory = MemoryStore::new();
+    memory.save(KEY, &tokens).await.unwrap();
+    let store = CountingStore::new(memory);
+    RefreshToken::new(client, Arc::new(store.clone()), KEY)
+        .fetch(&FetchContext::new(FetchReason::Rejected))
+        .await
+        .expect("the refresh is accepted");
+    assert_eq!(store.saves(), 1);
+    (tokens, store.get(KEY).await)
+}
+
+/// A client registered for `client_secret_basic` (the server refuses any other method):
+/// `OAuthClient::new` authenticates with HTTP Basic by default, for the code exchange and the
+/// refresh, and both are accepted; the refresh rotates the refresh token.
+#[tokio::test]
+async fn confidential_client_with_http_basic_logs_in_and_refreshes() {
+    let server = server_or_skip!(
+        "confidential_client_with_http_basic_logs_in_and_refreshes",
+        3600
+    );
+
+    let (login_tokens, refreshed) = login_and_refresh(server.code_client("code-basic")).await;
+
+    let access = login_tokens.access_token.as_ref().unwrap().expose_secret();
+    assert_server_jwt(&server, access, "code-basic", 3600);
+    assert_ne!(refresh_of(&refreshed), refresh_of(&login_tokens), "rotated");
+    let access = refreshed.access_token.as_ref().unwrap().expose_secret();
+    assert_server_jwt(&server, access, "code-basic", 3600);
+}
+
+/// A client registered for `client_secret_post`: with `ClientAuth::RequestBody` the code
+/// exchange and the refresh carry the secret in the body, and both are accepted.
+#[tokio::test]
+async fn confidential_client_with_the_secret_in_the_body_logs_in_and_refreshes() {
+    let server = server_or_skip!(
+        "confidential_client_with_the_secret_in_the_body_logs_in_and_refreshes",
+        3600
+    );
+    let client = server
+        .code_client("code-post")
+        .client_auth(ClientAuth::RequestBody);
+
+    let (login_tokens, refreshed) = login_and_refresh(client).await;
+
+    let access = login_tokens.access_token.as_ref().unwrap().expose_secret();
+    assert_server_jwt(&server, access, "code-post", 3600);
+    assert_ne!(refresh_of(&refreshed), refresh_of(&login_tokens), "rotated");
+}
+
+/// The other method than the registered one is `invalid_client` (`Error::InvalidCredentials`)
+/// at the code exchange, and at a refresh, where it does not use up the refresh token: the
+/// refresh with the registered method then succeeds.
+#[tokio::test]
+async fn the_wrong_client_authentication_method_is_invalid_client() {
+    let server = server_or_skip!(
+        "the_wrong_client_authentication_method_is_invalid_client",
+        3600
+    );
+    for client in [
+        server.code_client("code-post"),
+        server
+            .code_client("code-basic")
+            .client_auth(ClientAuth::RequestBody),
+    ] {
+        let pending = client.begin_login().unwrap();
+        let callback = support::drive_login(pending.authorize_url(), pending.redirect_uri()).await;
+        match pending.complete(&callback).await {
+            Err(Error::InvalidCredentials { .. }) => {}
+            other => panic!("expected InvalidCredentials, got {other:?}"),
+        }
+    }
+
+    let basic = server.code_client("code-basic");
+    let tokens = login(&basic).await;
+    let memory = MemoryStore::new();
+    memory.save(KEY, &tokens).await.unwrap();
+    let store = CountingStore::new(memory);
+    let cx = FetchContext::new(FetchReason::Rejected);
+    let wrong = RefreshToken::new(
+        basic.clone().client_auth(ClientAuth::RequestBody),
+        Arc::new(store.clone()),
+        KEY,
+    );
+    match wrong.fetch(&cx).await {
+        Err(Error::InvalidCredentials { .. }) => {}
+        other => panic!("expected InvalidCredentials, got {other:?}"),
+    }
+    assert_eq!(store.saves(), 0);
+    RefreshToken::new(basic, Arc::new(store.clone()), KEY)
+        .fetch(&cx)
+        .await
+        .expect("the refresh token was not used up");
+    assert_eq!(store.saves(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
 // Rotation
 
 #[tokio::test]
@@ -330,7 +439,7 @@ async fn refresh_rotates_and_the_old_refresh_token_is_rejected() {
     let store = stored_login(&server).await;
     let login_tokens = store.get(KEY).await;
     let old_refresh = refresh_of(&login_tokens);
-    let mw = RefreshTokenAuth::from_source(refresh_source(&server, &store, &api_base(&api)));
+    let mw = refresh_mw(&server, &store, &api_base(&api));
     let cache = mw.token_cache().clone();
     let client = client_with(mw);
 
@@ -347,7 +456,8 @@ async fn refresh_rotates_and_the_old_refresh_token_is_rejected() {
     let lease = cache
         .reject(lease.generation())
         .await
-        .expect("the refresh succeeds");
+        .expect("the refresh succeeds")
+        .expect("rejections are not rate-limited");
     assert_eq!(store.saves(), 1);
     let after = store.get(KEY).await;
     let new_refresh = refresh_of(&after);
@@ -368,14 +478,15 @@ async fn refresh_rotates_and_the_old_refresh_token_is_rejected() {
         (400, Some("invalid_grant"))
     );
     // ... and, as reuse, revoked the whole login: the crate's next refresh fails with
-    // ReauthorizationRequired and clears the dead refresh token from the store.
+    // ReauthorizationRequired and marks the stored login dead (kept for inspection).
     let lease = cache.token().await.unwrap();
     match cache.reject(lease.generation()).await {
         Err(Error::ReauthorizationRequired { .. }) => {}
         other => panic!("expected ReauthorizationRequired, got {other:?}"),
     }
     let dead = store.get(KEY).await;
-    assert!(dead.refresh_token.is_none() && dead.access_token.is_none());
+    assert!(dead.dead.is_some(), "the login is marked dead");
+    assert_eq!(refresh_of(&dead), new_refresh, "its tokens are kept");
     let (status, _) = raw_refresh(&server.token_url(), &new_refresh).await;
     assert_eq!(status, 400, "the family is revoked server-side too");
 }
@@ -390,10 +501,8 @@ async fn short_lived_tokens_are_refreshed_when_they_expire() {
     echo_api(&api).await;
     let store = stored_login(&server).await;
     let clock = ManualClock::new();
-    let client = client_with(
-        RefreshTokenAuth::from_source(refresh_source(&server, &store, &api_base(&api)))
-            .clock(Arc::new(clock.clone())),
-    );
+    let client =
+        client_with(refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone())));
 
     // The login's token has 3 s left, too little to reuse: the first request refreshes.
     let mut token = call_api(&client, &api_base(&api)).await;
@@ -444,8 +553,7 @@ async fn concurrent_requests_refresh_once() {
     let store = stored_login(&server).await;
     // A clock that stands still: the 3 s tokens never expire during the test.
     let clock = ManualClock::new();
-    let mw = RefreshTokenAuth::from_source(refresh_source(&server, &store, &api_base(&api)))
-        .clock(Arc::new(clock.clone()));
+    let mw = refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone()));
     let cache = mw.token_cache().clone();
     let client = client_with(mw);
 
@@ -469,7 +577,12 @@ async fn concurrent_requests_refresh_once() {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let cache = cache.clone();
-            tokio::spawn(async move { cache.reject(generation).await.map(|l| l.generation()) })
+            tokio::spawn(async move {
+                cache
+                    .reject(generation)
+                    .await
+                    .map(|l| l.expect("not rate-limited").generation())
+            })
         })
         .collect();
     let mut generations = std::collections::HashSet::new();
@@ -500,7 +613,7 @@ async fn two_caches_sharing_a_store_never_reuse_a_refresh_token() {
     // each other, only the store's lock serialises their refreshes.
     let caches: Vec<_> = (0..2)
         .map(|_| {
-            RefreshTokenAuth::from_source(refresh_source(&server, &store, &api_base(&api)))
+            refresh_mw(&server, &store, &api_base(&api))
                 .token_cache()
                 .clone()
         })
@@ -541,10 +654,8 @@ async fn refresh_ahead_gets_a_new_token_in_the_background() {
     echo_api(&api).await;
     let store = stored_login(&server).await;
     let clock = ManualClock::new();
-    let client = client_with(
-        RefreshTokenAuth::from_source(refresh_source(&server, &store, &api_base(&api)))
-            .clock(Arc::new(clock.clone())),
-    );
+    let client =
+        client_with(refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone())));
     let first = call_api(&client, &api_base(&api)).await;
     assert_eq!(
         store.saves(),
@@ -552,9 +663,10 @@ async fn refresh_ahead_gets_a_new_token_in_the_background() {
         "the login's hour-long token is used as is"
     );
 
-    // In the last 20% of the lifetime: the request does not wait, it goes out with the
-    // current token while one refresh runs in the background.
-    clock.advance(Duration::from_secs(3000));
+    // In the refresh-ahead window (before the skew point, 30 s before expiry): the request
+    // does not wait, it goes out with the current token while one refresh runs in the
+    // background.
+    clock.advance(Duration::from_secs(3560));
     assert_eq!(call_api(&client, &api_base(&api)).await, first);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while store.saves() == 0 {
@@ -728,7 +840,8 @@ async fn cross_process_child() {
     let store = CountingStore::new(reqwest_partner_auth::FileStore::new(
         dir.join("tokens.json"),
     ));
-    let cache = TokenCache::new(RefreshToken::new(client, Arc::new(store.clone()), KEY));
+    let cache = TokenCache::new(RefreshToken::new(client, Arc::new(store.clone()), KEY))
+        .rejection_cooldown(Duration::ZERO);
 
     // Start together: each child says it is ready and waits for the other.
     std::fs::write(dir.join(format!("ready-{id}")), b"").unwrap();

@@ -194,6 +194,18 @@ impl OidcServer {
             .scopes(["offline_access", "read:campaigns"])
             .redirect_uri(Url::parse("http://127.0.0.1:53682/callback").expect("static url"))
     }
+
+    /// A confidential client of the code flow (`code-basic` registered for
+    /// `client_secret_basic`, `code-post` for `client_secret_post`), with its secret, built
+    /// with `OAuthClient::new` (so authenticating with HTTP Basic unless told otherwise).
+    pub(crate) fn code_client(&self, id: &str) -> OAuthClient {
+        OAuthClient::new(self.authorize_url(), self.token_url(), id)
+            .client_secret(format!("{id}-secret"))
+            .issuer(self.issuer.as_str().trim_end_matches('/'))
+            .audience(RESOURCE)
+            .scopes(["offline_access", "read:campaigns"])
+            .redirect_uri(Url::parse("http://127.0.0.1:53682/callback").expect("static url"))
+    }
 }
 
 impl Drop for OidcServer {

@@ -16,6 +16,10 @@
 // Clients (hard-coded):
 //   cc-basic / cc-basic-secret  client_credentials, client_secret_basic
 //   cc-post  / cc-post-secret   client_credentials, client_secret_post
+//   code-basic / code-basic-secret  authorization_code + refresh_token,
+//                               client_secret_basic, PKCE S256, same loopback
+//                               redirect URI rule as pkce-public (native).
+//   code-post  / code-post-secret   the same with client_secret_post.
 //   pkce-public (no secret)     authorization_code + refresh_token, auth method
 //                               "none", PKCE S256 required. application_type
 //                               "native", so ANY port is accepted on the
@@ -143,6 +147,16 @@ const CLIENTS = [
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_post',
   },
+  // Confidential clients of the code flow (login and refresh), one per auth method.
+  ...[['code-basic', 'client_secret_basic'], ['code-post', 'client_secret_post']].map(([id, method]) => ({
+    client_id: id,
+    client_secret: `${id}-secret`,
+    application_type: 'native', // loopback redirect URIs match on any port
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: pkceRedirectUris,
+    token_endpoint_auth_method: method,
+  })),
   {
     client_id: 'pkce-public',
     application_type: 'native', // loopback redirect URIs match on any port
