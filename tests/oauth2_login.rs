@@ -408,7 +408,12 @@ async fn rejected_exchange_is_invalid_grant() {
     // A server that expects another challenge: the verifier cannot match.
     let (token, _seen) = token_endpoint(&server, pkce_challenge("another verifier")).await;
 
-    let err = complete_err(login, &callback(&[("code", "c"), ("state", &state)])).await;
+    // A code long enough to be scrubbed reliably, so the description can be quoted.
+    let err = complete_err(
+        login,
+        &callback(&[("code", "code-2b7e41"), ("state", &state)]),
+    )
+    .await;
 
     match err {
         Error::OAuth { code, description } => {
