@@ -4,9 +4,11 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest_partner_auth::{Error, FileStore, MemoryStore, StoredTokens, TokenStore};
+use reqwest_partner_auth::{
+    DeadLogin, Error, FileStore, MemoryStore, StoreError, StoreErrorKind, StoredTokens, TokenStore,
+};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::timeout;
@@ -55,17 +57,25 @@ fn assert_no_secret(text: &str) {
     }
 }
 
-/// The message of an `Error::Store`, checked free of secrets in `Display` and `Debug`.
-fn store_message(result: Result<impl std::fmt::Debug, Error>) -> String {
+/// The `StoreError` of an `Error::Store`, checked free of secrets in `Display` and `Debug`.
+#[track_caller]
+fn store_error(result: Result<impl std::fmt::Debug, Error>) -> StoreError {
     match result {
-        Err(err @ Error::Store(_)) => {
+        Err(Error::Store(err)) => {
             assert_no_secret(&format!("{err:?}"));
-            let message = err.to_string();
-            assert_no_secret(&message);
-            message
+            assert_no_secret(&Error::Store(err.clone()).to_string());
+            err
         }
         other => panic!("expected Error::Store, got {other:?}"),
     }
+}
+
+/// The message of an `Error::Store` of `kind`, checked free of secrets.
+#[track_caller]
+fn store_message_of(kind: StoreErrorKind, result: Result<impl std::fmt::Debug, Error>) -> String {
+    let err = store_error(result);
+    assert_eq!(err.kind(), kind, "{err}");
+    err.to_string()
 }
 
 fn store_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
@@ -233,13 +243,13 @@ async fn load_error_for(content: &[u8]) -> String {
     let path = store_path(&dir);
     std::fs::write(&path, content).unwrap();
     let store = FileStore::new(&path);
-    let message = store_message(store.load("k").await);
+    let message = store_message_of(StoreErrorKind::Corrupt, store.load("k").await);
     assert!(message.contains(&path.display().to_string()), "{message}");
     assert!(message.contains("is corrupt"), "{message}");
 
     // The damaged file is left for a person to look at, not replaced.
     let save = store.save("k", &full_tokens()).await;
-    assert!(store_message(save).contains("is corrupt"));
+    store_message_of(StoreErrorKind::Corrupt, save);
     assert_eq!(std::fs::read(&path).unwrap(), content);
     message
 }
@@ -287,16 +297,122 @@ async fn field_of_the_wrong_type_is_corrupt_without_quoting_the_value() {
     assert!(load_error_for(content).await.contains("unexpected content"));
 }
 
+/// A file whose one entry (key `k`) is [`full_tokens`] with `field` set to the JSON text
+/// `value`, spelled exactly as given (`9223372036854775808` stays that number).
+fn entry_with(field: &str, value: &str) -> Vec<u8> {
+    let mut fields = vec![
+        ("access_token", format!("{SECRET_ACCESS:?}")),
+        ("access_expires_at", "1900000000".to_owned()),
+        ("refresh_token", format!("{SECRET_REFRESH:?}")),
+        ("authorized_at", "1700000000".to_owned()),
+    ];
+    match fields.iter_mut().find(|(name, _)| *name == field) {
+        Some(slot) => slot.1 = value.to_owned(),
+        None => fields.push((field, value.to_owned())),
+    }
+    let entry: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+    format!(
+        r#"{{"version":1,"entries":{{"k":{{{}}}}}}}"#,
+        entry.join(",")
+    )
+    .into_bytes()
+}
+
+/// Times that fit the file's `u64` but no `SystemTime` (2^63 seconds and more) are a
+/// corrupt file naming the field, never a panic and never the value.
+#[tokio::test]
+async fn time_too_large_for_system_time_is_corrupt_not_a_panic() {
+    for field in ["authorized_at", "access_expires_at"] {
+        for value in ["9223372036854775808", "18446744073709551615"] {
+            let message = load_error_for(&entry_with(field, value)).await;
+            assert!(message.contains(field), "{message}");
+            assert!(message.contains("out of range"), "{message}");
+            assert!(!message.contains(value), "{message}");
+        }
+    }
+}
+
+/// The same for the time of a dead-login mark.
+#[tokio::test]
+async fn dead_mark_time_too_large_for_system_time_is_corrupt() {
+    let content = entry_with("dead", r#"{"at": 9223372036854775808, "reason": "reused"}"#);
+    let message = load_error_for(&content).await;
+    assert!(message.contains("dead.at"), "{message}");
+    assert!(!message.contains("9223372036854775808"), "{message}");
+}
+
+/// A file written before dead-login marks existed (no `dead` field) still loads, as a live
+/// login.
+#[tokio::test]
+async fn file_without_dead_field_loads_as_a_live_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    std::fs::write(&path, entry_with("authorized_at", "1700000000")).unwrap();
+    let loaded = FileStore::new(&path).load("k").await.unwrap().unwrap();
+    assert_same(&loaded, &full_tokens());
+    assert_eq!(loaded.dead, None);
+}
+
+/// A dead-login mark (when, why) is saved and read back after a restart, next to the tokens
+/// kept for a person to look at; a live login writes no `dead` field.
+#[tokio::test]
+async fn dead_login_mark_round_trips_through_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let mut dead = StoredTokens::new(None, None, None, at(1_700_000_000));
+    dead.dead = Some(DeadLogin::new(
+        at(1_800_000_000) + Duration::from_millis(700),
+        "refresh token was reused",
+    ));
+    let store = FileStore::new(&path);
+    store.save("dead", &dead).await.unwrap();
+    store.save("live", &full_tokens()).await.unwrap();
+
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        json["entries"]["dead"]["dead"],
+        serde_json::json!({"at": 1_800_000_000u64, "reason": "refresh token was reused"})
+    );
+    assert!(json["entries"]["live"].get("dead").is_none(), "{json}");
+
+    let restarted = FileStore::new(&path);
+    let loaded = restarted.load("dead").await.unwrap().unwrap();
+    assert_same(&loaded, &dead);
+    assert_eq!(
+        loaded.dead,
+        Some(DeadLogin::new(
+            at(1_800_000_000),
+            "refresh token was reused"
+        ))
+    );
+    assert_eq!(restarted.load("live").await.unwrap().unwrap().dead, None);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_dead_login_mark() {
+    let store = MemoryStore::new();
+    let mut dead = full_tokens();
+    dead.dead = Some(DeadLogin::new(at(5), "revoked"));
+    store.save("k", &dead).await.unwrap();
+    assert_eq!(
+        store.load("k").await.unwrap().unwrap().dead,
+        Some(DeadLogin::new(at(5), "revoked"))
+    );
+}
+
 #[tokio::test]
 async fn path_that_is_a_directory_is_a_store_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = store_path(&dir);
     std::fs::create_dir(&path).unwrap();
     let store = FileStore::new(&path);
-    let message = store_message(store.load("k").await);
+    let err = store_error(store.load("k").await);
+    assert_eq!(err.kind(), StoreErrorKind::Io, "{err}");
+    assert!(err.io_error().is_some(), "the io::Error is kept: {err:?}");
+    let message = err.to_string();
     assert!(message.contains("cannot read token file"), "{message}");
     assert!(message.contains(&path.display().to_string()), "{message}");
-    store_message(store.save("k", &full_tokens()).await);
+    store_message_of(StoreErrorKind::Io, store.save("k", &full_tokens()).await);
 }
 
 #[tokio::test]
@@ -304,7 +420,12 @@ async fn missing_directory_is_a_store_error_on_save() {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::new(dir.path().join("absent").join("tokens.json"));
     assert!(store.load("k").await.unwrap().is_none());
-    store_message(store.save("k", &full_tokens()).await);
+    let err = store_error(store.save("k", &full_tokens()).await);
+    assert_eq!(err.kind(), StoreErrorKind::Io, "{err}");
+    assert_eq!(
+        err.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::NotFound)
+    );
 }
 
 #[cfg(unix)]
@@ -319,8 +440,129 @@ async fn unreadable_file_is_a_store_error() {
         eprintln!("skipped: running with privileges that read any file");
         return;
     }
-    let message = store_message(FileStore::new(&path).load("k").await);
-    assert!(message.contains("cannot read token file"), "{message}");
+    let err = store_error(FileStore::new(&path).load("k").await);
+    assert_eq!(err.kind(), StoreErrorKind::Io, "{err}");
+    assert_eq!(
+        err.io_error().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::PermissionDenied)
+    );
+    assert!(err.to_string().contains("cannot read token file"), "{err}");
+}
+
+// ---- files that are not ours ----------------------------------------------------------
+
+/// A token file that is a symbolic link is refused (`Insecure`), for loads and saves, and
+/// the file it points to is neither read into the store nor changed.
+#[cfg(unix)]
+#[tokio::test]
+async fn symlinked_token_file_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let target = dir.path().join("elsewhere.json");
+    std::fs::write(&target, entry_with("authorized_at", "1700000000")).unwrap();
+    let before = std::fs::read(&target).unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+
+    let store = FileStore::new(&path);
+    let message = store_message_of(StoreErrorKind::Insecure, store.load("k").await);
+    assert!(message.contains("symbolic link"), "{message}");
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    store_message_of(
+        StoreErrorKind::Insecure,
+        store.save("k", &counter_tokens(1)).await,
+    );
+
+    assert_eq!(std::fs::read(&target).unwrap(), before);
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// A lock file that is a symbolic link is refused by `lock` and by `save` (which takes the
+/// lock): an existing target keeps its content, a dangling one is not created.
+#[cfg(unix)]
+#[tokio::test]
+async fn symlinked_lock_file_is_refused_and_its_target_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let lock = dir.path().join("tokens.json.lock");
+
+    let target = dir.path().join("victim");
+    std::fs::write(&target, "precious").unwrap();
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    let store = FileStore::new(&path);
+    let message = store_message_of(StoreErrorKind::Insecure, store.lock("k").await);
+    assert!(message.contains("symbolic link"), "{message}");
+    store_message_of(
+        StoreErrorKind::Insecure,
+        store.save("k", &counter_tokens(1)).await,
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert!(!path.exists(), "nothing was saved");
+
+    std::fs::remove_file(&lock).unwrap();
+    let dangling = dir.path().join("not-yet");
+    std::os::unix::fs::symlink(&dangling, &lock).unwrap();
+    store_message_of(StoreErrorKind::Insecure, store.lock("k").await);
+    assert!(
+        !dangling.exists(),
+        "the lock did not create the link's target"
+    );
+}
+
+/// Changes the owner of `path` to another uid; `false` when this process may not.
+#[cfg(unix)]
+fn give_away(path: &Path) -> bool {
+    match std::os::unix::fs::chown(path, Some(54_321), Some(54_321)) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipped: cannot chown ({e}); run the tests as root");
+            false
+        }
+    }
+}
+
+/// A token file owned by another user is refused (`Insecure`) and left as it is.
+#[cfg(unix)]
+#[tokio::test]
+async fn token_file_owned_by_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let store = FileStore::new(&path);
+    store.save("k", &full_tokens()).await.unwrap();
+    if !give_away(&path) {
+        return;
+    }
+    let before = std::fs::read(&path).unwrap();
+    let message = store_message_of(StoreErrorKind::Insecure, store.load("k").await);
+    assert!(message.contains("owned by another user"), "{message}");
+    store_message_of(
+        StoreErrorKind::Insecure,
+        store.save("k", &counter_tokens(1)).await,
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// A lock file owned by another user is refused by `lock` and `save`.
+#[cfg(unix)]
+#[tokio::test]
+async fn lock_file_owned_by_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let lock = dir.path().join("tokens.json.lock");
+    std::fs::write(&lock, "").unwrap();
+    if !give_away(&lock) {
+        return;
+    }
+    let store = FileStore::new(&path);
+    let message = store_message_of(StoreErrorKind::Insecure, store.lock("k").await);
+    assert!(message.contains("owned by another user"), "{message}");
+    store_message_of(
+        StoreErrorKind::Insecure,
+        store.save("k", &counter_tokens(1)).await,
+    );
+    assert!(!path.exists(), "nothing was saved");
 }
 
 #[tokio::test]
@@ -449,6 +691,103 @@ async fn lock_under_contention_loses_no_update_memory_store() {
 async fn lock_under_contention_loses_no_update_file_store() {
     let dir = tempfile::tempdir().unwrap();
     contended_counter(FileStore::new(store_path(&dir))).await;
+}
+
+// ---- a bounded wait for the lock ------------------------------------------------------
+
+/// The lock timeout of the tests below. The OS lock is polled against the real clock (no
+/// clock of the crate drives it), so these tests really wait this long, once each.
+const SHORT_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Holds the OS lock of `path`'s store as another process would: a raw `flock` on
+/// `<path>.lock` through a descriptor of its own.
+fn hold_os_lock(path: &Path) -> std::fs::File {
+    let mut lock = path.as_os_str().to_owned();
+    lock.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock)
+        .unwrap();
+    assert!(fs4::fs_std::FileExt::try_lock_exclusive(&file).unwrap());
+    file
+}
+
+/// Asserts `result` is a `LockTimeout` that came after about `SHORT_LOCK_TIMEOUT`.
+#[track_caller]
+fn assert_lock_timeout(result: Result<impl std::fmt::Debug, Error>, started: Instant) {
+    let waited = started.elapsed();
+    let message = store_message_of(StoreErrorKind::LockTimeout, result);
+    assert!(waited >= SHORT_LOCK_TIMEOUT, "gave up after {waited:?}");
+    assert!(waited < SHORT_LOCK_TIMEOUT * 10, "waited {waited:?}");
+    assert!(message.contains("200ms"), "{message}");
+}
+
+/// Another process holding the file's lock forever (frozen) makes `lock` fail with
+/// `LockTimeout` after the configured timeout, not hang; once it lets go, `lock` succeeds.
+#[tokio::test]
+async fn lock_held_by_another_process_times_out_then_succeeds_once_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let store = FileStore::new(&path).lock_timeout(SHORT_LOCK_TIMEOUT);
+    let other = hold_os_lock(&path);
+
+    let started = Instant::now();
+    let result = timeout(HANG_GUARD, store.lock("k")).await.expect("hang");
+    assert_lock_timeout(result, started);
+
+    drop(other);
+    let guard = timeout(HANG_GUARD, store.lock("k")).await.expect("hang");
+    assert!(guard.is_ok(), "{guard:?}");
+}
+
+/// A save outside `lock` takes the OS lock for its read-modify-write, bounded the same way;
+/// nothing is written while the other process holds the lock.
+#[tokio::test]
+async fn save_while_another_process_holds_the_lock_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_path(&dir);
+    let store = FileStore::new(&path).lock_timeout(SHORT_LOCK_TIMEOUT);
+    let other = hold_os_lock(&path);
+
+    let started = Instant::now();
+    let result = timeout(HANG_GUARD, store.save("k", &counter_tokens(1)))
+        .await
+        .expect("hang");
+    assert_lock_timeout(result, started);
+    assert!(!path.exists(), "nothing was saved");
+
+    drop(other);
+    store.save("k", &counter_tokens(2)).await.unwrap();
+    assert_eq!(counter_of(store.load("k").await.unwrap()), 2);
+}
+
+/// A task of this process holding the key's lock bounds the wait of another task the same
+/// way (FileStore's per-key lock).
+#[tokio::test]
+async fn file_store_lock_held_by_another_task_times_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(store_path(&dir)).lock_timeout(SHORT_LOCK_TIMEOUT);
+    let held = store.lock("k").await.unwrap();
+    let started = Instant::now();
+    let result = timeout(HANG_GUARD, store.lock("k")).await.expect("hang");
+    assert_lock_timeout(result, started);
+    drop(held);
+    assert!(store.lock("k").await.is_ok());
+}
+
+/// The same for MemoryStore.
+#[tokio::test]
+async fn memory_store_lock_held_by_another_task_times_out() {
+    let store = MemoryStore::new().lock_timeout(SHORT_LOCK_TIMEOUT);
+    let held = store.lock("k").await.unwrap();
+    let started = Instant::now();
+    let result = timeout(HANG_GUARD, store.lock("k")).await.expect("hang");
+    assert_lock_timeout(result, started);
+    drop(held);
+    assert!(store.lock("k").await.is_ok());
 }
 
 // ---- the lock between processes -------------------------------------------------------

@@ -7,14 +7,16 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fs4::fs_std::FileExt;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{StoreLock, StoredTokens, TokenStore};
+use super::memory::DEFAULT_LOCK_TIMEOUT;
+use super::{DeadLogin, StoreLock, StoredTokens, TokenStore};
 use crate::error::{Error, StoreError, StoreErrorKind};
 
 /// The format version this code reads and writes.
@@ -57,17 +59,29 @@ const VERSION: u64 = 1;
 /// # The file
 /// All keys live in one file, `{"version":1,"entries":{"<key>":{"access_token":..,
 /// "access_expires_at":<unix seconds or null>,"refresh_token":..,"authorized_at":<unix
-/// seconds>}}}`. Tokens are written in clear (that is the file's purpose), so the file is
-/// created with mode `0600` on unix; times keep whole seconds (rounded down).
+/// seconds>}}}`. A login the authorization server declared dead keeps its entry, with
+/// `"dead":{"at":<unix seconds>,"reason":".."}` added ([`StoredTokens::dead`]); the field
+/// is absent otherwise, so files written before it existed load unchanged. Tokens are
+/// written in clear (that is the file's purpose), so the file is created with mode `0600`
+/// on unix; times keep whole seconds (rounded down).
 ///
 /// Every save rewrites the whole file atomically: a temporary file in the same directory
 /// (mode `0600` from its creation), written and flushed to disk, then renamed over the old
 /// one and the directory flushed. A crash leaves either the old or the new file, never a
 /// mix; at worst a stray `.<name>.*.tmp` file, which the store ignores.
 ///
-/// A file that cannot be read back (truncated, not JSON, another version) is never
-/// overwritten: loads and saves fail with [`Error::Store`](crate::Error::Store) naming the
-/// file (never quoting it) until a person moves it away.
+/// A file that cannot be read back (truncated, not JSON, another version, a time out of
+/// range) is never overwritten: loads and saves fail with [`Error::Store`] of kind
+/// [`StoreErrorKind::Corrupt`], naming the file and what is wrong (never quoting it), until
+/// a person moves it away.
+///
+/// # Files that are not ours
+/// The token file and the lock file are opened without following symbolic links
+/// (`O_NOFOLLOW` on unix), and on unix a token or lock file owned by another user than the
+/// process's effective user is refused: loads, saves and locks fail with
+/// [`StoreErrorKind::Insecure`] and leave the file, and whatever a link points to, as they
+/// are. Someone who can plant a link or a file in the directory could otherwise make this
+/// process read tokens from, or write tokens to, a place of their choosing.
 ///
 /// # Locking
 /// [`TokenStore::lock`] is exclusive per key between tasks of this process, and per file
@@ -81,14 +95,33 @@ const VERSION: u64 = 1;
 /// lose each other's entries; a save outside [`TokenStore::lock`] therefore waits while
 /// another process holds the lock. Loads take no lock: they always see a complete file.
 ///
+/// Every wait is bounded by the [lock timeout](FileStore::lock_timeout) (default
+/// [`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT), 20 s): a lock held by a frozen
+/// process or a stuck task makes [`lock`](TokenStore::lock) and saves fail with
+/// [`StoreErrorKind::LockTimeout`] instead of hanging. The wait for another process polls
+/// the OS lock with a short backoff (up to 50 ms) on tokio's blocking pool, against the
+/// real clock; the wait for another task of this process uses tokio's timer.
+///
 /// `FileStore`s of this process opened on the same path (spelled the same way once made
-/// absolute) share their locks; open one file through two different spellings (a symlink,
-/// `..`) and a task holding a guard of one would wait forever when it saves through the
-/// other.
+/// absolute) share their locks; open one file through two different spellings (a symlink
+/// to the directory, `..`) and a task holding a guard of one waits for itself when it saves
+/// through the other, until the lock timeout.
+///
+/// # The crash window
+/// A rotating refresh token works once. Between the authorization server's answer (the old
+/// refresh token is now spent) and the return of the save of the new one, the new refresh
+/// token lives only in this process's memory. A process killed in that window (a deploy, the
+/// OOM killer, a power cut) loses the login: after the restart the store still holds the
+/// spent token, the server sees it reused and revokes the login. No client can close this
+/// window, only keep it short: the crate saves the new token before it uses or returns
+/// anything. The remedy is on the server: let a refresh token stay valid for a short
+/// interval after its first use (Auth0: the refresh-token rotation "reuse interval", a few
+/// seconds), so the token still in the store works once more after such a crash.
 #[derive(Clone)]
 pub struct FileStore {
     path: PathBuf,
     shared: Arc<Shared>,
+    lock_timeout: Duration,
 }
 
 impl FileStore {
@@ -97,7 +130,19 @@ impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> FileStore {
         let path = path.into();
         let shared = Shared::for_path(&path);
-        FileStore { path, shared }
+        FileStore {
+            path,
+            shared,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+        }
+    }
+
+    /// How long [`lock`](TokenStore::lock), and a save outside a lock, wait for the lock
+    /// before failing with [`StoreErrorKind::LockTimeout`]. Default
+    /// [`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT) (20 s).
+    pub fn lock_timeout(mut self, timeout: Duration) -> FileStore {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The path of the token file.
@@ -110,6 +155,7 @@ impl fmt::Debug for FileStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileStore")
             .field("path", &self.path)
+            .field("lock_timeout", &self.lock_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -117,25 +163,43 @@ impl fmt::Debug for FileStore {
 #[async_trait::async_trait]
 impl TokenStore for FileStore {
     /// # Errors
-    /// [`Error::Store`] when the file cannot be read, or is corrupt (not JSON, truncated, an
-    /// unknown version). The message names the file, never its content.
+    /// [`Error::Store`] when the file cannot be read ([`StoreErrorKind::Io`]), is corrupt
+    /// (not JSON, truncated, an unknown version, a time out of range:
+    /// [`StoreErrorKind::Corrupt`]), or is a symbolic link or owned by another user
+    /// ([`StoreErrorKind::Insecure`]). The message names the file, never its content.
     async fn load(&self, key: &str) -> Result<Option<StoredTokens>, Error> {
         let path = self.path.clone();
         let key = key.to_owned();
-        blocking(move || Ok(read_file(&path)?.and_then(|mut f| f.entries.remove(&key))))
-            .await
-            .map(|entry| entry.map(Entry::into_tokens))
+        blocking(move || {
+            let Some(mut file) = read_file(&path)? else {
+                return Ok(None);
+            };
+            file.entries
+                .remove(&key)
+                .map(|entry| entry.into_tokens(&path))
+                .transpose()
+        })
+        .await
     }
 
     /// # Errors
     /// [`Error::Store`] when the file cannot be read or written, when it is corrupt (it is
-    /// left as it is for a person to look at), or when a time is before 1970.
+    /// left as it is for a person to look at), when it or the lock file is a symbolic link
+    /// or owned by another user, when another process held the lock for longer than the
+    /// [lock timeout](FileStore::lock_timeout) ([`StoreErrorKind::LockTimeout`]), or when a
+    /// time is before 1970.
     async fn save(&self, key: &str, tokens: &StoredTokens) -> Result<(), Error> {
         let entry = Entry::from_tokens(tokens)?;
         let (path, key, shared) = (self.path.clone(), key.to_owned(), Arc::clone(&self.shared));
+        let wait = Wait::new(self.lock_timeout);
+        let _cancel = wait.cancel_on_drop();
         blocking(move || {
-            let _writer = lock_ignoring_poison(&shared.write);
-            let _os = shared.os.acquire(&lock_path(&path))?;
+            let _writer = wait.poll(&path, || match shared.write.try_lock() {
+                Ok(guard) => Ok(Some(guard)),
+                Err(TryLockError::Poisoned(p)) => Ok(Some(p.into_inner())),
+                Err(TryLockError::WouldBlock) => Ok(None),
+            })?;
+            let _os = shared.os.acquire(&lock_path(&path), &wait, &path)?;
             let mut file = read_file(&path)?.unwrap_or_default();
             file.entries.insert(key, entry);
             write_file(&path, &file)
@@ -144,21 +208,103 @@ impl TokenStore for FileStore {
     }
 
     /// # Errors
-    /// [`Error::Store`] when the lock file `<path>.lock` cannot be created or locked.
+    /// [`Error::Store`] when the lock file `<path>.lock` cannot be created or locked
+    /// ([`StoreErrorKind::Io`]), is a symbolic link or owned by another user
+    /// ([`StoreErrorKind::Insecure`]), or when the lock was not free within the
+    /// [lock timeout](FileStore::lock_timeout) ([`StoreErrorKind::LockTimeout`]).
     async fn lock(&self, key: &str) -> Result<StoreLock, Error> {
+        let wait = Wait::new(self.lock_timeout);
         let mutex = Arc::clone(
             lock_ignoring_poison(&self.shared.keys)
                 .entry(key.to_owned())
                 .or_default(),
         );
-        let task = mutex.lock_owned().await;
-        let (shared, lock_file) = (Arc::clone(&self.shared), lock_path(&self.path));
-        let os = blocking(move || shared.os.acquire(&lock_file)).await?;
+        // The tokio timer runs on tokio's clock: real time, unless a test paused it.
+        let deadline = tokio::time::Instant::from_std(wait.deadline);
+        let task = tokio::time::timeout_at(deadline, mutex.lock_owned())
+            .await
+            .map_err(|_| lock_timeout(&self.path, self.lock_timeout))?;
+        let (shared, path) = (Arc::clone(&self.shared), self.path.clone());
+        let _cancel = wait.cancel_on_drop();
+        let os = blocking(move || shared.os.acquire(&lock_path(&path), &wait, &path)).await?;
         Ok(StoreLock::new(FileLockGuard {
             _os: os,
             _task: task,
         }))
     }
+}
+
+/// A bounded wait: the deadline, and a flag the waiting future sets when it is dropped, so
+/// the blocking task polling for a lock stops early.
+struct Wait {
+    timeout: Duration,
+    deadline: Instant,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// Sets the flag of a [`Wait`] when dropped (the future waiting for it was cancelled).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Wait {
+    /// First pause between two attempts; it doubles up to [`Wait::MAX_PAUSE`].
+    const FIRST_PAUSE: Duration = Duration::from_millis(1);
+    const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+    fn new(timeout: Duration) -> Wait {
+        let now = Instant::now();
+        Wait {
+            timeout,
+            // A timeout too large for an `Instant` is as good as none (~forever).
+            deadline: now
+                .checked_add(timeout)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+            cancelled: Arc::default(),
+        }
+    }
+
+    /// A guard to keep alive while awaiting the blocking side: dropped, it tells that side
+    /// to give up (harmless once it finished).
+    fn cancel_on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(Arc::clone(&self.cancelled))
+    }
+
+    /// Calls `attempt` (on the blocking pool) until it gives `Some`, pausing with a growing
+    /// backoff in between, until the deadline: then [`StoreErrorKind::LockTimeout`].
+    fn poll<T>(
+        &self,
+        path: &Path,
+        mut attempt: impl FnMut() -> Result<Option<T>, Error>,
+    ) -> Result<T, Error> {
+        let mut pause = Self::FIRST_PAUSE;
+        loop {
+            if let Some(value) = attempt()? {
+                return Ok(value);
+            }
+            let now = Instant::now();
+            if now >= self.deadline || self.cancelled.load(Ordering::Relaxed) {
+                return Err(lock_timeout(path, self.timeout));
+            }
+            std::thread::sleep(pause.min(self.deadline - now));
+            pause = (pause * 2).min(Self::MAX_PAUSE);
+        }
+    }
+}
+
+fn lock_timeout(path: &Path, timeout: Duration) -> Error {
+    StoreError::new(
+        StoreErrorKind::LockTimeout,
+        format!(
+            "the lock of token file {} was not free within {timeout:?}",
+            path.display()
+        ),
+    )
+    .into()
 }
 
 /// What a [`StoreLock`] of a [`FileStore`] holds; fields drop in order (OS lock first).
@@ -197,7 +343,8 @@ impl Shared {
 /// share it, the last one to leave unlocks it.
 #[derive(Default)]
 struct OsLock {
-    /// Held (on the blocking pool only) while waiting for the OS lock.
+    /// Held (on the blocking pool only) by the one thread of this process trying to take the
+    /// OS lock; the others wait for it to succeed, then share.
     acquiring: Mutex<()>,
     /// Held only for a moment, so dropping a guard never blocks.
     state: Mutex<OsLockState>,
@@ -210,33 +357,62 @@ struct OsLockState {
 }
 
 impl OsLock {
-    /// Blocks until this process holds the lock of `lock_file`.
-    fn acquire(self: &Arc<Self>, lock_file: &Path) -> Result<OsGuard, Error> {
-        let _acquiring = lock_ignoring_poison(&self.acquiring);
-        {
-            let mut state = lock_ignoring_poison(&self.state);
-            if state.holders > 0 {
-                state.holders += 1;
-                return Ok(OsGuard(Arc::clone(self)));
+    /// Waits (within `wait`) until this process holds the lock of `lock_file`, the lock
+    /// file of the token file `path`.
+    fn acquire(
+        self: &Arc<Self>,
+        lock_file: &Path,
+        wait: &Wait,
+        path: &Path,
+    ) -> Result<OsGuard, Error> {
+        let mut file = None;
+        wait.poll(path, || {
+            if let Some(guard) = self.share() {
+                return Ok(Some(guard));
             }
-        }
-        let file = open_lock_file(lock_file).map_err(|e| {
-            store_error(format!("cannot open lock file {}", lock_file.display()), e)
-        })?;
-        loop {
-            match FileExt::lock_exclusive(&file) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let what = format!("cannot lock {}", lock_file.display());
-                    return Err(store_error(what, e));
+            let _acquiring = match self.acquiring.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return Ok(None),
+            };
+            // Another thread may have taken it between the check above and here.
+            if let Some(guard) = self.share() {
+                return Ok(Some(guard));
+            }
+            let opened = match file.take() {
+                Some(opened) => opened,
+                None => open_lock_file(lock_file)?,
+            };
+            match FileExt::try_lock_exclusive(&opened) {
+                Ok(true) => {
+                    let mut state = lock_ignoring_poison(&self.state);
+                    state.file = Some(opened);
+                    state.holders = 1;
+                    Ok(Some(OsGuard(Arc::clone(self))))
                 }
+                Ok(false) => {
+                    file = Some(opened);
+                    Ok(None)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    file = Some(opened);
+                    Ok(None)
+                }
+                Err(e) => Err(store_error(
+                    format!("cannot lock {}", lock_file.display()),
+                    e,
+                )),
             }
-        }
+        })
+    }
+
+    /// Joins the holders when this process already holds the lock.
+    fn share(self: &Arc<Self>) -> Option<OsGuard> {
         let mut state = lock_ignoring_poison(&self.state);
-        state.file = Some(file);
-        state.holders = 1;
-        Ok(OsGuard(Arc::clone(self)))
+        (state.holders > 0).then(|| {
+            state.holders += 1;
+            OsGuard(Arc::clone(self))
+        })
     }
 }
 
@@ -288,6 +464,16 @@ struct Entry {
     #[serde(with = "secret")]
     refresh_token: Option<SecretString>,
     authorized_at: u64,
+    /// Absent in files written before dead-login marks existed, and for a live login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dead: Option<DeadEntry>,
+}
+
+/// A [`DeadLogin`] as stored.
+#[derive(Serialize, Deserialize)]
+struct DeadEntry {
+    at: u64,
+    reason: String,
 }
 
 impl Entry {
@@ -297,18 +483,56 @@ impl Entry {
             access_expires_at: tokens.access_expires_at.map(unix_seconds).transpose()?,
             refresh_token: tokens.refresh_token.clone(),
             authorized_at: unix_seconds(tokens.authorized_at)?,
+            dead: tokens
+                .dead
+                .as_ref()
+                .map(|dead| {
+                    Ok::<_, Error>(DeadEntry {
+                        at: unix_seconds(dead.at)?,
+                        reason: dead.reason.clone(),
+                    })
+                })
+                .transpose()?,
         })
     }
 
-    fn into_tokens(self) -> StoredTokens {
-        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
-        StoredTokens::new(
-            self.access_token,
-            self.access_expires_at.map(at),
-            self.refresh_token,
-            at(self.authorized_at),
-        )
+    /// Fails when a time of this entry cannot be a `SystemTime` (see [`system_time`]).
+    fn check(&self, path: &Path) -> Result<(), Error> {
+        if let Some(secs) = self.access_expires_at {
+            system_time(path, "access_expires_at", secs)?;
+        }
+        system_time(path, "authorized_at", self.authorized_at)?;
+        if let Some(dead) = &self.dead {
+            system_time(path, "dead.at", dead.at)?;
+        }
+        Ok(())
     }
+
+    /// The tokens of this entry of the file at `path`.
+    fn into_tokens(self, path: &Path) -> Result<StoredTokens, Error> {
+        let mut tokens = StoredTokens::new(
+            self.access_token,
+            self.access_expires_at
+                .map(|secs| system_time(path, "access_expires_at", secs))
+                .transpose()?,
+            self.refresh_token,
+            system_time(path, "authorized_at", self.authorized_at)?,
+        );
+        if let Some(dead) = self.dead {
+            let at = system_time(path, "dead.at", dead.at)?;
+            tokens.dead = Some(DeadLogin::new(at, dead.reason));
+        }
+        Ok(tokens)
+    }
+}
+
+/// `secs` after 1970 as a `SystemTime`. A number that fits the file's `u64` but no
+/// `SystemTime` (2^63 seconds and more on unix) makes the file at `path` corrupt; the error
+/// names the `field`, never the value.
+fn system_time(path: &Path, field: &str, secs: u64) -> Result<SystemTime, Error> {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .ok_or_else(|| corrupt(path, &format!("{field} is out of range")))
 }
 
 /// Serde for `Option<SecretString>`: the secret is exposed only while it is written.
@@ -347,18 +571,90 @@ fn unix_seconds(t: SystemTime) -> Result<u64, Error> {
 
 /// Reads and parses the file; `None` when it does not exist.
 fn read_file(path: &Path) -> Result<Option<StoreFile>, Error> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    let mut file = match open_own_file(&mut options, path) {
+        Ok(file) => file,
+        Err(OpenError::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into_error(path, "token file", "cannot read")),
+    };
     let mut bytes = Vec::new();
-    let read = File::open(path).and_then(|mut f| f.read_to_end(&mut bytes));
-    match read {
-        Ok(_) => parse(&bytes)
-            .map(Some)
-            .map_err(|reason| corrupt(path, &reason)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(store_error(
-            format!("cannot read token file {}", path.display()),
-            e,
-        )),
+    file.read_to_end(&mut bytes)
+        .map_err(|e| store_error(format!("cannot read token file {}", path.display()), e))?;
+    let file = parse(&bytes).map_err(|reason| corrupt(path, &reason))?;
+    // Every entry, not only the one asked for: a save must not carry a broken entry over.
+    for entry in file.entries.values() {
+        entry.check(path)?;
     }
+    Ok(Some(file))
+}
+
+/// Why a token or lock file could not be opened.
+enum OpenError {
+    Io(io::Error),
+    Symlink,
+    OtherOwner,
+}
+
+impl OpenError {
+    /// The store error for the `what` (`token file`, `lock file`) at `path`; `doing` says
+    /// what failed for I/O errors (`cannot read`, `cannot open`).
+    fn into_error(self, path: &Path, what: &str, doing: &str) -> Error {
+        let path = path.display();
+        match self {
+            OpenError::Io(e) => store_error(format!("{doing} {what} {path}"), e),
+            OpenError::Symlink => StoreError::new(
+                StoreErrorKind::Insecure,
+                format!("{what} {path} is a symbolic link; refusing to follow it"),
+            )
+            .into(),
+            OpenError::OtherOwner => StoreError::new(
+                StoreErrorKind::Insecure,
+                format!("{what} {path} is owned by another user"),
+            )
+            .into(),
+        }
+    }
+}
+
+/// Opens `path` with `options`, refusing a symbolic link (never followed) and, on unix, a
+/// file owned by another user than the effective uid.
+fn open_own_file(options: &mut OpenOptions, path: &Path) -> Result<File, OpenError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // `O_NOFOLLOW`: opening a symbolic link fails (ELOOP) instead of opening its target.
+        let no_follow = rustix::fs::OFlags::NOFOLLOW.bits();
+        options.custom_flags(i32::try_from(no_follow).unwrap_or_default());
+    }
+    let file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) => {
+            let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            return Err(if is_link {
+                OpenError::Symlink
+            } else {
+                OpenError::Io(e)
+            });
+        }
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(OpenError::Io)?;
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(OpenError::OtherOwner);
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows opens a symbolic link's target; refuse links up front instead.
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            return Err(OpenError::Symlink);
+        }
+    }
+    Ok(file)
 }
 
 /// Parses the file; the error is a short reason that never quotes the content.
@@ -447,7 +743,8 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(lock)
 }
 
-fn open_lock_file(path: &Path) -> io::Result<File> {
+/// Opens (creating it, mode `0600` on unix) the lock file at `path`.
+fn open_lock_file(path: &Path) -> Result<File, Error> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -455,7 +752,7 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(path)
+    open_own_file(&mut options, path).map_err(|e| e.into_error(path, "lock file", "cannot open"))
 }
 
 /// Runs blocking file work on tokio's blocking pool.
@@ -500,8 +797,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lock_file = dir.path().join("t.json.lock");
         let os = Arc::new(OsLock::default());
-        let first = os.acquire(&lock_file).unwrap();
-        let second = os.acquire(&lock_file).unwrap();
+        let wait = Wait::new(Duration::from_secs(5));
+        let first = os.acquire(&lock_file, &wait, &lock_file).unwrap();
+        let second = os.acquire(&lock_file, &wait, &lock_file).unwrap();
         let other = open_lock_file(&lock_file).unwrap();
         assert!(!FileExt::try_lock_exclusive(&other).unwrap());
         drop(first);
