@@ -13,11 +13,13 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Malformed, OAuthErrorCode};
 use crate::token::Token;
 
+mod scrub;
+
 /// Default cap on a token-endpoint response body: 64 KiB.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 
-/// Longest partner message or body excerpt kept in an error.
-const EXCERPT_CHARS: usize = 200;
+/// Longest word of a plain-text error body that is still quoted: longer ones may be tokens.
+const MAX_QUOTED_WORD: usize = 32;
 
 /// Where the token and its lifetime are in a success response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,11 +162,14 @@ impl ErrorShape {
         self
     }
 
-    /// Classifies a non-success response. `secrets` are scrubbed from any text kept.
+    /// Classifies a non-success response. Text is kept only from the known message and
+    /// code fields, and from a short plain-text sentence, scrubbed of every form of
+    /// `secrets`; any other body is described (status, content type, length), not quoted.
     pub(crate) fn classify(
         &self,
         status: StatusCode,
         retry_after: Option<Duration>,
+        content_type: &str,
         body: &[u8],
         secrets: &[&SecretString],
     ) -> Error {
@@ -177,19 +182,35 @@ impl ErrorShape {
                 .and_then(Value::as_str)
         };
         let code = self.code_field.as_deref().and_then(field);
-        // The code as kept in an error: a partner may put a message (echoing a secret) in the
-        // code field, so it is cut short and scrubbed like any other text.
-        let kept_code = || code.map(|c| excerpt(c, secrets));
-        let message = self
-            .message_fields
-            .iter()
-            .find_map(|f| field(f))
-            .map(|m| excerpt(m, secrets))
-            .unwrap_or_else(|| body_excerpt(&text, secrets));
+        // The code as kept in an error: a code of RFC 6749 or of this shape's lists is kept
+        // as it is; anything else may be a message (echoing a secret), so it is scrubbed
+        // like any other text, and dropped if it cannot be.
+        let known_code = |c: &str| {
+            !matches!(OAuthErrorCode::parse(c), OAuthErrorCode::Other(_))
+                || self.credential_codes.iter().any(|l| l == c)
+                || self.reauthorize_codes.iter().any(|l| l == c)
+        };
+        let quote_code = |c: &str| {
+            if known_code(c) {
+                Some(c.to_owned())
+            } else {
+                scrub::quote(c, secrets).ok()
+            }
+        };
+        let kept_code = || code.and_then(quote_code);
+        let known_message = self.message_fields.iter().find_map(|f| field(f));
+        // `with_status`: whether a description of the body names the status (the error
+        // variant does not carry it).
+        let message = |with_status: bool| match known_message {
+            Some(m) => excerpt(m, secrets),
+            None => body_text(with_status.then_some(status), content_type, body, secrets),
+        };
         let code_in = |list: &[String]| code.is_some_and(|c| list.iter().any(|l| l == c));
 
         if code_in(&self.reauthorize_codes) {
-            return Error::ReauthorizationRequired { message };
+            return Error::ReauthorizationRequired {
+                message: message(true),
+            };
         }
         if code_in(&self.credential_codes)
             || self
@@ -198,29 +219,30 @@ impl ErrorShape {
                 .any(|t| text.contains(t.as_str()))
         {
             return Error::InvalidCredentials {
-                message,
+                message: message(true),
                 code: kept_code(),
             };
         }
         if self.oauth2 && status.is_client_error() {
-            if let Some(code) = kept_code() {
+            if let Some(code) = code {
                 let description = field("error_description").map(|d| excerpt(d, secrets));
-                return Error::OAuth {
-                    code: OAuthErrorCode::parse(&code),
-                    description,
+                let code = match quote_code(code) {
+                    Some(code) => OAuthErrorCode::parse(&code),
+                    None => OAuthErrorCode::Other("[withheld]".to_owned()),
                 };
+                return Error::OAuth { code, description };
             }
         }
         match status {
             StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Error::InvalidCredentials {
-                    message,
+                    message: message(true),
                     code: kept_code(),
                 }
             }
             _ => Error::TokenEndpoint {
                 status,
-                excerpt: message,
+                excerpt: message(false),
                 retry_after,
             },
         }
@@ -283,7 +305,13 @@ impl RawResponse {
         secrets: &[&SecretString],
     ) -> Result<Token, Error> {
         if !self.status.is_success() {
-            return Err(errors.classify(self.status, self.retry_after, &self.body, secrets));
+            return Err(errors.classify(
+                self.status,
+                self.retry_after,
+                &self.content_type,
+                &self.body,
+                secrets,
+            ));
         }
         parse_success(shape, &self.content_type, &self.body)
     }
@@ -454,53 +482,115 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
         .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// A short excerpt of a partner message, with secrets replaced.
+/// A partner message from a known field, as an error keeps it: its start with every form of
+/// `secrets` replaced, or, when that cannot be done safely, a note that it was not quoted.
 pub(crate) fn excerpt(text: &str, secrets: &[&SecretString]) -> String {
-    let mut out: String = text
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(EXCERPT_CHARS)
-        .collect();
-    for s in secrets {
-        let s = s.expose_secret();
-        if s.len() >= 4 {
-            out = out.replace(s, "[redacted]");
-        }
+    match scrub::quote(text, secrets) {
+        Ok(quoted) => quoted,
+        Err(why) => format!(
+            "a {}-byte message, not quoted: {}",
+            text.len(),
+            why.reason()
+        ),
     }
-    // A secret cut by the length limit would survive the replace above; cut it out too.
-    for s in secrets {
-        let s = s.expose_secret();
-        for n in (4..s.len()).rev() {
-            if s.is_char_boundary(n) && out.ends_with(&s[..n]) {
-                out.truncate(out.len() - n);
-                out.push_str("[redacted]");
-                break;
-            }
-        }
-    }
-    if text.chars().count() > EXCERPT_CHARS {
-        out.push('…');
-    }
-    out
 }
 
-fn body_excerpt(text: &str, secrets: &[&SecretString]) -> String {
-    if text.trim().is_empty() {
-        "empty body".to_owned()
-    } else if looks_like_html(text.as_bytes()) {
-        "html page".to_owned()
-    } else {
-        excerpt(text.trim(), secrets)
+/// What an error body without a known message field tells: a short plain-text sentence (a
+/// partner's documented `text/plain` error) is quoted, scrubbed; anything else is described
+/// by its status (when given), content type and length, never quoted.
+fn body_text(
+    status: Option<StatusCode>,
+    content_type: &str,
+    body: &[u8],
+    secrets: &[&SecretString],
+) -> String {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return "empty body".to_owned();
     }
+    if content_type.starts_with("text/html") || looks_like_html(body) {
+        return "html page".to_owned();
+    }
+    let media_type = media_type(content_type, secrets);
+    let plain = media_type == "text/plain" || content_type.trim().is_empty();
+    let sentence = std::str::from_utf8(body)
+        .ok()
+        .map(str::trim)
+        .filter(|t| plain && looks_like_a_sentence(t));
+    let withheld = match sentence.map(|t| scrub::quote(t, secrets)) {
+        Some(Ok(quoted)) => return quoted,
+        Some(Err(why)) => Some(why),
+        None => None,
+    };
+    let mut described = format!("unrecognised {}-byte {media_type} body", body.len());
+    if let Some(status) = status {
+        described.push_str(&format!(" (status {})", status.as_u16()));
+    }
+    if let Some(why) = withheld {
+        described.push_str(&format!(", not quoted: {}", why.reason()));
+    }
+    described
+}
+
+/// The media type of a `Content-Type` (parameters dropped) when it is a well-formed one
+/// that holds no secret; `untyped` when there is none.
+fn media_type(content_type: &str, secrets: &[&SecretString]) -> String {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.is_empty() {
+        return "untyped".to_owned();
+    }
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    let well_formed = essence.len() <= 64
+        && essence
+            .split_once('/')
+            .is_some_and(|(kind, sub)| token(kind) && token(sub));
+    // The usual types are shown as they are; anything else only when it holds no secret.
+    const USUAL: [&str; 7] = [
+        "text/plain",
+        "text/html",
+        "text/xml",
+        "application/json",
+        "application/problem+json",
+        "application/xml",
+        "application/octet-stream",
+    ];
+    let usual = USUAL.iter().any(|u| essence.eq_ignore_ascii_case(u));
+    let safe = usual || scrub::quote(essence, secrets).is_ok_and(|q| q == essence);
+    if well_formed && safe {
+        essence.to_ascii_lowercase()
+    } else {
+        "unknown-type".to_owned()
+    }
+}
+
+/// A short, single-line plain-text sentence, such as `Channel manager not found`: no
+/// control characters, not JSON, and no word long enough to be a token.
+fn looks_like_a_sentence(text: &str) -> bool {
+    let single_word = !text.contains(' ');
+    text.chars().count() <= scrub::EXCERPT_CHARS
+        && !text.starts_with(['{', '['])
+        && !text.chars().any(char::is_control)
+        && text
+            .split(' ')
+            .all(|word| word.chars().count() <= MAX_QUOTED_WORD)
+        // A lone word is quoted only when it is letters (`Forbidden`), not a token.
+        && (!single_word || text.chars().all(char::is_alphabetic))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
     }
+
+    /// The secret of the encoding tests: `/` and `+` change under JSON and form encoding.
+    const S: &str = "S3/cr+t-9x";
 
     #[test]
     fn excerpt_scrubs_whole_and_cut_secrets() {
@@ -509,21 +599,221 @@ mod tests {
             excerpt("bad hunter2-secret here", &[&s]),
             "bad [redacted] here"
         );
-        let long = format!("{}hunter2-sec", "x".repeat(EXCERPT_CHARS - 11));
+        let long = format!("{}hunter2-sec", "x".repeat(scrub::EXCERPT_CHARS - 11));
         let long = format!("{long}ret and more");
         let out = excerpt(&long, &[&s]);
         assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.ends_with('…'), "{out}");
+    }
+
+    /// Every spelling a partner may echo: none survives, whether it is replaced or the text
+    /// is withheld.
+    #[test]
+    fn excerpt_scrubs_every_encoding_of_a_secret() {
+        let s = secret(S);
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("client-id:{S}"));
+        let echoes = [
+            // raw, JSON-escaped (`\/`, `\u00xx`, escaped quotes and backslashes)
+            format!("bad {S}"),
+            "bad S3\\/cr+t-9x".to_owned(),
+            "bad \\u0053\\u0033\\u002fcr\\u002bt-9x".to_owned(),
+            "bad S3\\u002Fcr\\u002Bt-9x".to_owned(),
+            // form- and percent-encoded, both hex cases, `+` for a space
+            "client_secret=S3%2Fcr%2Bt-9x&x=1".to_owned(),
+            "client_secret=S3%2fcr%2bt-9x&x=1".to_owned(),
+            "client_secret=%53%33%2F%63%72%2B%74%2D%39%78".to_owned(),
+            "double S3%252Fcr%252Bt-9x".to_owned(),
+            // JSON-escaped form encoding, and form-encoded JSON escaping
+            "S3%2Fcr%2Bt-9x\\u0026".to_owned(),
+            "S3%5C%2Fcr%2Bt-9x".to_owned(),
+            // inside an echoed Basic header, at any alignment, either alphabet
+            format!("got Authorization: Basic {basic}"),
+            format!(
+                "got {}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("ab:{S}!"))
+            ),
+            format!(
+                "got {}",
+                base64::engine::general_purpose::STANDARD.encode(S)
+            ),
+        ];
+        for echo in echoes {
+            let out = excerpt(&echo, &[&s]);
+            for view in scrub_views(&out) {
+                assert!(!view.contains(S), "{echo:?} gave {out:?}");
+            }
+            assert!(
+                !out.contains("S3") || out.contains("[redacted]") || out.contains("not quoted"),
+                "{echo:?} gave {out:?}"
+            );
+        }
+    }
+
+    fn scrub_views(text: &str) -> Vec<String> {
+        // The decoders are those of the scrubber; the base64 check decodes on its own.
+        let mut views = vec![text.to_owned()];
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || "+/=-_".contains(c))) {
+            for engine in [
+                base64::engine::general_purpose::STANDARD,
+                base64::engine::general_purpose::URL_SAFE,
+            ] {
+                if let Ok(bytes) = engine.decode(word) {
+                    views.push(String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+        }
+        views
+    }
+
+    #[test]
+    fn common_echoes_are_replaced_and_the_rest_stays_readable() {
+        let s = secret(S);
+        for echo in [
+            format!("bad secret {S} here"),
+            "bad secret S3\\/cr+t-9x here".to_owned(),
+            "bad secret S3%2Fcr%2Bt-9x here".to_owned(),
+            "bad secret S3%2fcr%2bt-9x here".to_owned(),
+        ] {
+            assert_eq!(
+                excerpt(&echo, &[&s]),
+                "bad secret [redacted] here",
+                "{echo}"
+            );
+        }
+        let spaced = secret("two words here");
+        assert_eq!(
+            excerpt("secret=two+words+here!", &[&spaced]),
+            "secret=[redacted]!"
+        );
+    }
+
+    #[test]
+    fn short_secrets_withhold_every_partner_text() {
+        // Upper case: no description of this crate contains them.
+        for short in ["Z", "Z9", "Z9/"] {
+            let s = secret(short);
+            let out = excerpt(&format!("wrong password {short}"), &[&s]);
+            assert_eq!(
+                out,
+                format!(
+                    "a {}-byte message, not quoted: a credential is too short to scrub reliably",
+                    15 + short.len()
+                )
+            );
+            let body = format!("wrong password {short}");
+            let err = ErrorShape::default().classify(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                None,
+                "text/plain",
+                body.as_bytes(),
+                &[&s],
+            );
+            assert!(!format!("{err} {err:?}").contains(short), "{err:?}");
+        }
+        // An empty secret cannot leak and does not silence the partner.
+        let empty = secret("");
+        assert_eq!(excerpt("no such user", &[&empty]), "no such user");
+    }
+
+    #[test]
+    fn unknown_bodies_are_described_not_quoted() {
+        let s = secret(S);
+        let shape = ErrorShape::default();
+        let describe = |status: u16, content_type: &str, body: &str| {
+            let status = StatusCode::from_u16(status).unwrap();
+            match shape.classify(status, None, content_type, body.as_bytes(), &[&s]) {
+                Error::InvalidCredentials { message, .. } => message,
+                Error::TokenEndpoint { excerpt, .. } => excerpt,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(
+            describe(
+                500,
+                "text/plain; charset=utf-8",
+                "Channel manager not found"
+            ),
+            "Channel manager not found"
+        );
+        assert_eq!(
+            describe(503, "", "Service Unavailable"),
+            "Service Unavailable"
+        );
+        assert_eq!(describe(401, "text/plain", "Forbidden"), "Forbidden");
+        assert_eq!(
+            describe(
+                401,
+                "text/plain",
+                "upstream said client_secret=S3%2Fcr%2Bt-9x&client_id=x"
+            ),
+            "unrecognised 54-byte text/plain body (status 401)"
+        );
+        assert_eq!(
+            describe(503, "text/plain", &format!("rejected {S} again")),
+            "rejected [redacted] again"
+        );
+        assert_eq!(
+            describe(503, "text/plain", "rejected S3\\u002fcr+t-9x again"),
+            "unrecognised 30-byte text/plain body, not quoted: it echoes a credential"
+        );
+        assert_eq!(
+            describe(
+                503,
+                "text/plain",
+                "eyJhbGciOiJIUzI1NiJ9eyJzdWIiOiIxMjM0NTY3ODkwIn0"
+            ),
+            "unrecognised 47-byte text/plain body"
+        );
+        assert_eq!(
+            describe(500, "application/json", r#"{"detail":"oops"}"#),
+            "unrecognised 17-byte application/json body"
+        );
+        assert_eq!(
+            describe(502, "application/xml", "<?xml?><e>x</e>"),
+            "html page"
+        );
+        assert_eq!(
+            describe(400, &format!("text/{S}"), "no"),
+            "unrecognised 2-byte unknown-type body (status 400)"
+        );
+        assert_eq!(describe(500, "text/plain", " \n"), "empty body");
     }
 
     #[test]
     fn error_codes_are_scrubbed_like_messages() {
         let s = secret("hunter2-secret");
         let body = br#"{"error":"bad hunter2-secret"}"#;
-        let err = ErrorShape::default().classify(StatusCode::UNAUTHORIZED, None, body, &[&s]);
+        let classify = |shape: ErrorShape| {
+            shape.classify(
+                StatusCode::BAD_REQUEST,
+                None,
+                "application/json",
+                body,
+                &[&s],
+            )
+        };
+        let err = classify(ErrorShape::default());
         assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
-        let err = ErrorShape::oauth2().classify(StatusCode::BAD_REQUEST, None, body, &[&s]);
+        let err = classify(ErrorShape::oauth2());
         assert!(matches!(err, Error::OAuth { .. }), "{err:?}");
         assert!(!format!("{err:?} {err}").contains("hunter2"), "{err:?}");
+
+        // A code that holds the secret in a form that cannot be replaced is dropped.
+        let body = br#"{"error":"x\\u0068unter2-secret","error_description":"no"}"#;
+        let err = ErrorShape::default().classify(
+            StatusCode::BAD_REQUEST,
+            None,
+            "application/json",
+            body,
+            &[&s],
+        );
+        match &err {
+            Error::InvalidCredentials { message, code } => {
+                assert_eq!(message, "no");
+                assert_eq!(code, &None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

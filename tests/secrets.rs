@@ -1,5 +1,5 @@
-//! Issue 2, behaviour 13: no secret (client secret, access token, refresh token) appears in
-//! `Debug`, `Display` or the crate's log output.
+//! No secret (client secret, access token, refresh token), in any encoding a partner may
+//! echo it in, appears in `Debug`, `Display` or the crate's log output.
 
 mod common;
 
@@ -79,7 +79,7 @@ fn no_retry(server: &MockServer, clock: &ManualClock) -> AuthMiddleware<TestSour
     middleware(server, clock).retry_policy(RetryPolicy::none())
 }
 
-/// Issue 2, behaviour 13: the token sources, `Param::secret` and a `Token` with a refresh
+/// the token sources, `Param::secret` and a `Token` with a refresh
 /// token redact their secrets in `Debug`.
 #[tokio::test]
 async fn sources_params_and_tokens_redact_in_debug() {
@@ -112,7 +112,7 @@ async fn sources_params_and_tokens_redact_in_debug() {
     assert_clean("Token header", &format!("{:?}", token.header_value()));
 }
 
-/// Issue 2, behaviour 13: after a real fetch (a token with a refresh token), neither the
+/// after a real fetch (a token with a refresh token), neither the
 /// middleware, its cache, the lease nor a token fetched directly shows a secret in `Debug`.
 #[tokio::test]
 async fn middleware_cache_and_lease_redact_in_debug() {
@@ -140,7 +140,7 @@ async fn middleware_cache_and_lease_redact_in_debug() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 13: a credential error whose body echoes the secret is scrubbed, in
+/// a credential error whose body echoes the secret is scrubbed, in
 /// the message and in the error code.
 #[tokio::test]
 async fn invalid_credentials_echoing_the_secret_are_scrubbed() {
@@ -161,10 +161,10 @@ async fn invalid_credentials_echoing_the_secret_are_scrubbed() {
     assert_error_clean("InvalidCredentials (code)", &err);
 }
 
-/// Issue 2, behaviour 13: a 5xx whose plain-text body echoes the secret gives a scrubbed
-/// `TokenEndpoint` excerpt (after retries).
+/// a 5xx whose plain-text body echoes the secret (in a query string, not a sentence) gives
+/// a `TokenEndpoint` error that describes the body instead of quoting it (after retries).
 #[tokio::test]
-async fn token_endpoint_error_echoing_the_secret_is_scrubbed() {
+async fn token_endpoint_error_echoing_the_secret_is_described_not_quoted() {
     let body = format!("upstream rejected client_secret={SECRET}&client_id=test-client");
     let err = error_from(503, "text/plain", &body, middleware).await;
     match &err {
@@ -172,14 +172,17 @@ async fn token_endpoint_error_echoing_the_secret_is_scrubbed() {
             status, excerpt, ..
         } => {
             assert_eq!(*status, 503);
-            assert!(excerpt.contains("[redacted]"), "{excerpt}");
+            assert_eq!(
+                excerpt,
+                &format!("unrecognised {}-byte text/plain body", body.len())
+            );
         }
         other => panic!("expected TokenEndpoint, got {other:?}"),
     }
     assert_error_clean("TokenEndpoint", &err);
 }
 
-/// Issue 2, behaviour 13: an RFC 6749 error whose code and description echo the secret
+/// an RFC 6749 error whose code and description echo the secret
 /// gives a scrubbed `Error::OAuth`.
 #[tokio::test]
 async fn oauth_error_echoing_the_secret_is_scrubbed() {
@@ -196,7 +199,7 @@ async fn oauth_error_echoing_the_secret_is_scrubbed() {
     assert_error_clean("OAuth", &err);
 }
 
-/// Issue 2, behaviour 13: a dead refresh token echoed back in the error is scrubbed from
+/// a dead refresh token echoed back in the error is scrubbed from
 /// `Error::ReauthorizationRequired`.
 #[tokio::test]
 async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
@@ -221,7 +224,7 @@ async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
     assert_error_clean("ReauthorizationRequired", &err);
 }
 
-/// Issue 2, behaviour 13: malformed success bodies that hold a token never put the token in
+/// malformed success bodies that hold a token never put the token in
 /// the error (invalid JSON, illegal header bytes, a bad token type or lifetime).
 #[tokio::test]
 async fn malformed_responses_do_not_echo_the_token() {
@@ -243,7 +246,7 @@ async fn malformed_responses_do_not_echo_the_token() {
     }
 }
 
-/// Issue 2, behaviour 13: a transport error of a token request whose secrets travel in the
+/// a transport error of a token request whose secrets travel in the
 /// query string (`Encoding::Query`) does not carry the URL, hence not the secret.
 #[tokio::test]
 async fn transport_error_drops_the_url_with_query_secrets() {
@@ -266,7 +269,7 @@ async fn transport_error_drops_the_url_with_query_secrets() {
     assert_error_clean("Transport", &err);
 }
 
-/// Issue 2, behaviour 13: refusing plain http names the origin only, not the secrets in the
+/// refusing plain http names the origin only, not the secrets in the
 /// token URL's query.
 #[tokio::test]
 async fn insecure_transport_error_names_the_origin_only() {
@@ -317,7 +320,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     }
 }
 
-/// Issue 2, behaviour 13: the TRACE-level log of a full flow (fetch, 401 and replay, a
+/// the TRACE-level log of a full flow (fetch, 401 and replay, a
 /// refresh that fails once and is retried, then a credential rejection echoing the secret)
 /// holds the crate's events and none of the secrets.
 #[tokio::test(flavor = "current_thread")]
@@ -406,4 +409,232 @@ async fn trace_log_of_a_full_flow_holds_no_secret() {
     assert!(out.contains("replaying"), "{out}");
     assert!(out.contains("token fetch failed"), "{out}");
     assert_clean("trace log", &out);
+}
+
+// ---- every encoding of a secret -------------------------------------------------------
+
+/// A secret whose encodings all differ from it: `/` and `+` change under JSON (`\/`) and
+/// form encoding (`%2F`, `%2B`), the space becomes `+` or `%20`, the quote and backslash
+/// are escaped in JSON, `é` becomes `\u00e9` or `%C3%A9`.
+const ODD_SECRET: &str = "SENTINEL/s3cr+t \"q\\é";
+const ODD_CLIENT: &str = "odd-client";
+
+/// The forms a partner may echo `secret` in, with a name for failure messages.
+fn echoed_forms(client: &str, secret: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine as _;
+    let json = serde_json::to_string(secret).unwrap();
+    let json = json[1..json.len() - 1].to_owned();
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let lower = {
+        let mut out = String::new();
+        let mut hex_left = 0;
+        for c in form.chars() {
+            out.push(if hex_left > 0 {
+                c.to_ascii_lowercase()
+            } else {
+                c
+            });
+            hex_left = if c == '%' { 2 } else { hex_left.max(1) - 1 };
+        }
+        out
+    };
+    let every_char_escaped: String = secret
+        .encode_utf16()
+        .map(|unit| format!("\\u{unit:04x}"))
+        .collect();
+    let basic_of =
+        |s: &str| base64::engine::general_purpose::STANDARD.encode(format!("{client}:{s}"));
+    vec![
+        ("raw", secret.to_owned()),
+        ("json-escaped", json.clone()),
+        ("json-escaped with \\/", json.replace('/', "\\/")),
+        ("json \\u escapes", every_char_escaped),
+        ("form-encoded", form.clone()),
+        ("form-encoded, lower-case hex", lower),
+        ("percent-encoded", form.replace('+', "%20")),
+        ("percent-encoded twice", form.replace('%', "%25")),
+        ("basic header", format!("Basic {}", basic_of(&form))),
+        (
+            "basic header, raw secret",
+            format!("Basic {}", basic_of(secret)),
+        ),
+    ]
+}
+
+/// Asserts `text` holds none of the forms of `secret`, nor a recognisable part of one.
+#[track_caller]
+fn assert_no_form_of(what: &str, text: &str, client: &str, secret: &str) {
+    for (name, form) in echoed_forms(client, secret) {
+        // Any 8 characters of a form: a secret cut short is still a leak.
+        let chars: Vec<char> = form.chars().collect();
+        for part in chars.windows(8.min(chars.len())) {
+            let part: String = part.iter().collect();
+            assert!(
+                !text.contains(&part),
+                "{what} leaks the {name} form ({part:?}): {text}"
+            );
+        }
+    }
+}
+
+/// A source on `server` whose secret is `secret`, both as a body parameter and in HTTP
+/// Basic, with no retries.
+fn odd_middleware(
+    server: &MockServer,
+    clock: &ManualClock,
+    secret: &str,
+) -> AuthMiddleware<HttpTokenSource> {
+    let source = HttpTokenSource::post(Url::parse(&server.url(TOKEN_PATH)).unwrap())
+        .param("client_id", Param::text(ODD_CLIENT))
+        .param("client_secret", Param::secret(secret))
+        .basic_auth(ODD_CLIENT, SecretString::from(secret.to_owned()))
+        .scope_to(&common::base(server));
+    AuthMiddleware::from_source(source)
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(RetryPolicy::none())
+}
+
+/// Captures the crate's TRACE log while the returned guards live.
+fn capture_logs() -> (LogBuffer, impl Drop, tracing::Dispatch) {
+    // See `trace_log_of_a_full_flow_holds_no_secret` for why a second dispatcher is kept.
+    let anchor = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(io::sink)
+            .finish(),
+    );
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber), anchor)
+}
+
+/// A token endpoint echoing the secret in any form (raw, JSON-escaped, `\u` escapes, form-
+/// and percent-encoded in either hex case, inside an echoed Basic header), in a known
+/// message field, in the code field, as a plain-text sentence or as an unknown body: the
+/// error's `Display` and `Debug` and the log hold none of them.
+#[tokio::test(flavor = "current_thread")]
+async fn no_encoding_of_the_secret_reaches_the_error_or_the_log() {
+    let (logs, log_guard, _anchor) = capture_logs();
+    let mut bodies = Vec::new();
+    for (name, form) in echoed_forms(ODD_CLIENT, ODD_SECRET) {
+        let quoted = serde_json::to_string(&form).unwrap();
+        bodies.push((
+            name,
+            401,
+            "application/json",
+            format!(
+                r#"{{"error_description":"bad secret {}"}}"#,
+                &quoted[1..quoted.len() - 1]
+            ),
+        ));
+        bodies.push((
+            name,
+            400,
+            "application/json",
+            format!(r#"{{"error":{quoted}}}"#),
+        ));
+        bodies.push((name, 503, "text/plain", format!("bad secret {form}")));
+        bodies.push((
+            name,
+            500,
+            "application/json",
+            format!(r#"{{"detail":{quoted}}}"#),
+        ));
+        bodies.push((name, 502, "", form.clone()));
+    }
+    for (name, status, content_type, body) in bodies {
+        let err = error_from(status, content_type, &body, |server, clock| {
+            odd_middleware(server, clock, ODD_SECRET)
+        })
+        .await;
+        let shown = format!("{err} {err:?}");
+        assert_no_form_of(
+            &format!("{name} in {body:?}"),
+            &shown,
+            ODD_CLIENT,
+            ODD_SECRET,
+        );
+        assert!(
+            shown.contains("[redacted]")
+                || shown.contains("not quoted")
+                || shown.contains("unrecognised"),
+            "{name}: the echo was neither replaced nor withheld: {shown}"
+        );
+    }
+    drop(log_guard);
+    let out = logs.contents();
+    assert!(
+        out.contains("token fetch failed"),
+        "the log was not captured: {out}"
+    );
+    assert_no_form_of("trace log", &out, ODD_CLIENT, ODD_SECRET);
+}
+
+/// The partner's own messages stay readable when they echo nothing.
+#[tokio::test]
+async fn messages_without_a_secret_stay_readable() {
+    let err = error_from(
+        401,
+        "application/json",
+        r#"{"error_description":"Invalid client credentials"}"#,
+        |server, clock| odd_middleware(server, clock, ODD_SECRET),
+    )
+    .await;
+    assert!(
+        matches!(&err, Error::InvalidCredentials { message, .. } if message == "Invalid client credentials"),
+        "{err:?}"
+    );
+    let err = error_from(
+        503,
+        "text/plain",
+        "Service temporarily unavailable",
+        |server, clock| odd_middleware(server, clock, ODD_SECRET),
+    )
+    .await;
+    assert!(
+        matches!(&err, Error::TokenEndpoint { excerpt, .. } if excerpt == "Service temporarily unavailable"),
+        "{err:?}"
+    );
+}
+
+/// A secret shorter than four bytes cannot be told apart from ordinary text: no partner
+/// text is quoted at all, so neither it nor any of its forms shows.
+#[tokio::test(flavor = "current_thread")]
+async fn a_short_secret_is_never_shown() {
+    const SHORT: &str = "q/Z";
+    let (logs, log_guard, _anchor) = capture_logs();
+    for (name, form) in echoed_forms(ODD_CLIENT, SHORT) {
+        let quoted = serde_json::to_string(&format!("bad secret {form}")).unwrap();
+        for (status, content_type, body) in [
+            (
+                401,
+                "application/json",
+                format!(r#"{{"error_description":{quoted}}}"#),
+            ),
+            (503, "text/plain", format!("bad secret {form}")),
+        ] {
+            let err = error_from(status, content_type, &body, |server, clock| {
+                odd_middleware(server, clock, SHORT)
+            })
+            .await;
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(SHORT), "{name} in {body:?}: {shown}");
+            assert!(
+                !shown.contains("bad secret"),
+                "{name}: partner text was quoted: {shown}"
+            );
+            assert!(shown.contains("too short to scrub"), "{shown}");
+        }
+    }
+    drop(log_guard);
+    let out = logs.contents();
+    assert!(
+        out.contains("token fetch failed"),
+        "the log was not captured: {out}"
+    );
+    assert!(!out.contains(SHORT), "{out}");
 }
