@@ -127,9 +127,10 @@ impl fmt::Debug for Param {
 ///
 /// Token requests never follow redirects, whatever [`http_client`](Self::http_client) is
 /// given: the body is sent as a stream (which reqwest does not re-send on a 307/308), and any
-/// 3xx answer, or an answer from another URL than the one asked (a 301/302/303 the client
-/// followed as a `GET`), is an [`Error::TokenEndpoint`] saying so. Configure the token URL the
-/// redirect points to instead.
+/// 3xx answer is an [`Error::TokenEndpoint`] with that status saying so; so is an answer from
+/// another URL than the one asked (a 301/302/303 a redirect-following client turned into a
+/// body-less `GET`, reported as `302 Found` since the client does not keep the status).
+/// Configure the token URL the redirect points to instead.
 #[derive(Clone)]
 pub struct HttpTokenSource {
     client: reqwest::Client,
@@ -366,7 +367,7 @@ impl HttpTokenSource {
         if res.status().is_redirection() {
             return Err(redirected(res.status()));
         }
-        if res.url() != &url {
+        if !same_resource(res.url(), &url) {
             // The client followed a 301/302/303 (as a GET, without the body).
             return Err(redirected(http::StatusCode::FOUND));
         }
@@ -392,6 +393,11 @@ fn redirected(status: http::StatusCode) -> Error {
             .into(),
         retry_after: None,
     }
+}
+
+/// Whether two URLs name the same resource (fragments never travel).
+fn same_resource(a: &Url, b: &Url) -> bool {
+    a[..url::Position::AfterQuery] == b[..url::Position::AfterQuery]
 }
 
 /// The HTTP Basic credential of a client (RFC 6749 §2.3.1):
