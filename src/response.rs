@@ -169,6 +169,18 @@ impl ErrorShape {
         &self,
         status: StatusCode,
         retry_after: Option<Duration>,
+        body: &[u8],
+        secrets: &[&SecretString],
+    ) -> Error {
+        self.classify_typed(status, retry_after, "", body, secrets)
+    }
+
+    /// [`classify`](Self::classify) knowing the response's `Content-Type` (lower case):
+    /// only a `text/plain` (or untyped) body may be quoted as a sentence.
+    pub(crate) fn classify_typed(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
         content_type: &str,
         body: &[u8],
         secrets: &[&SecretString],
@@ -305,7 +317,7 @@ impl RawResponse {
         secrets: &[&SecretString],
     ) -> Result<Token, Error> {
         if !self.status.is_success() {
-            return Err(errors.classify(
+            return Err(errors.classify_typed(
                 self.status,
                 self.retry_after,
                 &self.content_type,
@@ -701,7 +713,7 @@ mod tests {
                 )
             );
             let body = format!("wrong password {short}");
-            let err = ErrorShape::default().classify(
+            let err = ErrorShape::default().classify_typed(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 None,
                 "text/plain",
@@ -721,7 +733,7 @@ mod tests {
         let shape = ErrorShape::default();
         let describe = |status: u16, content_type: &str, body: &str| {
             let status = StatusCode::from_u16(status).unwrap();
-            match shape.classify(status, None, content_type, body.as_bytes(), &[&s]) {
+            match shape.classify_typed(status, None, content_type, body.as_bytes(), &[&s]) {
                 Error::InvalidCredentials { message, .. } => message,
                 Error::TokenEndpoint { excerpt, .. } => excerpt,
                 other => panic!("{other:?}"),
@@ -784,7 +796,7 @@ mod tests {
         let s = secret("hunter2-secret");
         let body = br#"{"error":"bad hunter2-secret"}"#;
         let classify = |shape: ErrorShape| {
-            shape.classify(
+            shape.classify_typed(
                 StatusCode::BAD_REQUEST,
                 None,
                 "application/json",
@@ -800,7 +812,7 @@ mod tests {
 
         // A code that holds the secret in a form that cannot be replaced is dropped.
         let body = br#"{"error":"x\\u0068unter2-secret","error_description":"no"}"#;
-        let err = ErrorShape::default().classify(
+        let err = ErrorShape::default().classify_typed(
             StatusCode::BAD_REQUEST,
             None,
             "application/json",
