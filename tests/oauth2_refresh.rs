@@ -51,6 +51,8 @@ struct Auth0State {
     reuse_interval: Option<(Duration, ManualClock)>,
     /// The refresh token rotated last and when (on the reuse-interval clock).
     previous: Option<(String, SystemTime)>,
+    /// A shared log to write `token endpoint answered` to when tokens are sent.
+    log: Option<Events>,
     /// Lifetime of the access tokens issued.
     expires_in: u64,
     /// Told every request body as it arrives (to await a background refresh).
@@ -90,6 +92,11 @@ impl Auth0<'_> {
     /// `statuses` instead of the new tokens.
     fn lose_next_answers_with(&self, statuses: &[u16]) {
         self.state.lock().unwrap().lost_answers = statuses.to_vec();
+    }
+
+    /// Writes `token endpoint answered` to `log` whenever it sends tokens.
+    fn log_to(&self, log: &Events) {
+        self.state.lock().unwrap().log = Some(Arc::clone(log));
     }
 
     /// Accepts the previous refresh token again within `interval` of its rotation (Auth0's
@@ -184,6 +191,9 @@ async fn auth0(server: &MockServer, expires_in: u64) -> Auth0<'_> {
                     // Rotated, but the answer does not arrive.
                     let status = s.lost_answers.remove(0);
                     return json_response(status, r#"{"message":"bad gateway"}"#);
+                }
+                if let Some(log) = &s.log {
+                    log.lock().unwrap().push("token endpoint answered".into());
                 }
                 json_response(
                     200,
@@ -1164,6 +1174,80 @@ async fn refresh_that_timed_out_is_not_retried() {
 // -------------------------------------------------------------------------------------------
 // The crash window
 // -------------------------------------------------------------------------------------------
+
+/// A `tracing` writer that appends each of the crate's log lines to the shared event log.
+#[derive(Clone)]
+struct LogToEvents(Events);
+
+impl std::io::Write for LogToEvents {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf).trim().to_owned();
+        self.0.lock().unwrap().push(format!("log: {line}"));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogToEvents {
+    type Writer = LogToEvents;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The crash window is as short as it can be: between the token endpoint sending the rotated
+/// tokens and their save, this crate does nothing else: no log line (of any level), no other
+/// request, no store access; the save is the very next event, and the API call comes after.
+#[tokio::test(flavor = "current_thread")]
+async fn the_rotated_token_is_saved_before_anything_else() {
+    // See `tests/secrets.rs`: a second, always-interested dispatcher keeps the callsites'
+    // cached interest from hiding the crate's events from this test's subscriber.
+    let _anchor = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(std::io::sink)
+            .finish(),
+    );
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("reqwest_partner_auth=trace")
+        .with_ansi(false)
+        .with_writer(LogToEvents(Arc::clone(&log)))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let tenant = auth0(&server, 3600).await;
+    tenant.log_to(&log);
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+
+    let events = events(&log);
+    let answered = events
+        .iter()
+        .position(|e| e == "token endpoint answered")
+        .expect("the token endpoint answered");
+    assert_eq!(
+        events[answered + 1],
+        "save:rt-2",
+        "something happened between the answer and the save: {events:#?}"
+    );
+    assert!(
+        events[..answered].iter().any(|e| e.starts_with("log: ")),
+        "the capture saw none of the crate's log lines: {events:#?}"
+    );
+    let api_call = events.iter().position(|e| e == "api:Bearer tok-1").unwrap();
+    assert!(api_call > answered + 1, "{events:#?}");
+    assert_eq!(tenant.hits().await, 1);
+}
 
 /// A process that got the rotated token but "crashed" before saving it (its save fails, then
 /// it is dropped, its memory gone), then a fresh process over the same store, which still
