@@ -946,6 +946,39 @@ async fn while_the_store_fails_the_rotated_token_in_memory_is_used() {
     assert_eq!(store.refresh_token().await.as_deref(), Some("rt-4"));
 }
 
+/// Rotated tokens held in memory after a failed save do not overwrite a new login a person
+/// saved meanwhile (another `authorized_at`): the new login is used as it is, and the old
+/// login's tokens are dropped.
+#[tokio::test]
+async fn unsaved_tokens_do_not_overwrite_a_new_login() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 60).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    store.fail_saves.store(1, Ordering::SeqCst);
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+    assert_eq!(call(&server, &client).await, 200);
+
+    clock.advance(Duration::from_secs(61));
+    store
+        .put(
+            StoredTokens::from_refresh_token("rt-new", clock.system_now())
+                .with_access_token("tok-new", clock.system_now() + Duration::from_secs(3600)),
+        )
+        .await;
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1")]);
+    assert_eq!(
+        events(&log),
+        ["save failed", "api:Bearer tok-1", "api:Bearer tok-new"]
+    );
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-new"));
+}
+
 /// The server said to retry (RFC 6585 429 / RFC 9110 503 with `Retry-After`; Auth0 answers
 /// before consuming the token): the refresh is retried with the SAME refresh token `rt-1`
 /// after the announced delay (on the manual clock), and the rotation continues normally.

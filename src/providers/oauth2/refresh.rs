@@ -199,7 +199,13 @@ impl RefreshToken {
     /// allows; used as they are if not), else what the store holds.
     async fn current(&self) -> Result<StoredTokens, Error> {
         if let Some(unsaved) = self.take_unsaved() {
-            if self.save_or_keep(unsaved.clone()).await.is_err() {
+            // A new login saved meanwhile (a person logged in again) wins over the tokens of
+            // the old one.
+            let replaced = matches!(
+                self.store.load(&self.key).await,
+                Ok(Some(stored)) if stored.authorized_at != unsaved.authorized_at
+            );
+            if !replaced && self.save_or_keep(unsaved.clone()).await.is_err() {
                 // The store still fails: the rotated tokens in memory are the only valid ones.
                 return Ok(unsaved);
             }
@@ -248,9 +254,13 @@ impl RefreshToken {
             }
             Err(Error::ReauthorizationRequired { message }) => {
                 // The login is dead: mark it (when, why), keep the tokens for inspection.
+                // Not kept in memory if the store fails: a dead token sent again costs a
+                // request, while a mark saved later could overwrite a new login.
                 let mut dead = stored.clone();
                 dead.dead = Some(DeadLogin::new(cx.clock().system_now(), message.clone()));
-                let _ = self.save_or_keep(dead).await;
+                if let Err(err) = self.store.save(&self.key, &dead).await {
+                    tracing::warn!(error = %err, "could not mark the dead login in the store");
+                }
                 Err(Error::ReauthorizationRequired { message })
             }
             Err(err) => Err(err),
