@@ -162,9 +162,8 @@ impl ErrorShape {
         self
     }
 
-    /// Classifies a non-success response. Text is kept only from the known message and
-    /// code fields, and from a short plain-text sentence, scrubbed of every form of
-    /// `secrets`; any other body is described (status, content type, length), not quoted.
+    /// [`classify_typed`](Self::classify_typed) of a response without a `Content-Type`.
+    #[cfg(test)]
     pub(crate) fn classify(
         &self,
         status: StatusCode,
@@ -175,8 +174,10 @@ impl ErrorShape {
         self.classify_typed(status, retry_after, "", body, secrets)
     }
 
-    /// [`classify`](Self::classify) knowing the response's `Content-Type` (lower case):
-    /// only a `text/plain` (or untyped) body may be quoted as a sentence.
+    /// Classifies a non-success response whose `Content-Type` is `content_type` (lower
+    /// case). Text is kept only from the known message and code fields, and from a short
+    /// sentence in a `text/plain` (or untyped) body, scrubbed of every form of `secrets`;
+    /// any other body is described (status, content type, length), not quoted.
     pub(crate) fn classify_typed(
         &self,
         status: StatusCode,
