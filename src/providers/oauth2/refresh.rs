@@ -19,10 +19,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
-
-use http::StatusCode;
 
 use super::login::stored_from_token;
 use super::OAuthClient;
