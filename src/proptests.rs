@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::error::Error;
 use crate::response::{parse_success, ErrorShape, ResponseShape};
-use crate::token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME};
+use crate::token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 
 /// Cases per property: enough to find the shapes of bad input, small enough for debug builds.
 fn config(cases: u32) -> ProptestConfig {
@@ -388,6 +388,30 @@ proptest! {
 proptest! {
     #![proptest_config(config(128))]
 
+    /// A lifetime under a second (tiny, zero or negative; a number or a numeric string) is
+    /// no lifetime: the token's expiry is unknown, never "stale at once".
+    #[test]
+    fn sub_second_lifetimes_are_unknown(
+        shape in proptest::sample::select(vec![ResponseShape::oauth2(), targeter_adgem(), custom()]),
+        lifetime in prop_oneof![0.0f64..1.0, 1e-300f64..1e-3, -1e9f64..0.0],
+        as_string in any::<bool>(),
+    ) {
+        prop_assume!(Duration::try_from_secs_f64(lifetime).map_or(true, |d| d < MIN_TOKEN_LIFETIME));
+        let (token_field, expires_field, _, _) = fields(&shape);
+        let expires_field = expires_field.expect("these shapes read a lifetime");
+        let value = if as_string { Value::from(lifetime.to_string()) } else { Value::from(lifetime) };
+        let body = json!({ token_field: "opaque-token", expires_field: value }).to_string();
+        let token = parse_success(&shape, "application/json", body.as_bytes());
+        match token {
+            Ok(token) => prop_assert_eq!(token.expiry(), Expiry::Unknown),
+            Err(e) => prop_assert!(false, "a valid answer refused: {:?}", e),
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
     /// The channel manager's plain-text answer round-trips, surrounding whitespace and a
     /// trailing newline trimmed; a JWT's `exp` becomes the expiry.
     #[test]
@@ -627,8 +651,10 @@ proptest! {
         let s = SecretString::from(secret.clone());
         let err = shape.classify(status, None, &body, &[&s]);
         // Only the raw form is checked here; the other encodings have their own property.
-        let shown = format!("{err} {err:?}");
-        prop_assert!(!shown.contains(&secret), "secret shown: {}", shown);
+        // Display and Debug apart: joined, a secret could straddle the seam.
+        let (shown, debug) = (format!("{err}"), format!("{err:?}"));
+        prop_assert!(!shown.contains(&secret), "secret in Display: {}", shown);
+        prop_assert!(!debug.contains(&secret), "secret in Debug: {}", debug);
     }
 
     /// A secret echoed in any encoding (JSON-escaped, `\/`-escaped, form-encoded, inside a

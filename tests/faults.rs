@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt as _;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::{
-    AuthMiddleware, Error, HttpTokenSource, Malformed, ManualClock, Param, RetryPolicy, TokenCache,
-    DEFAULT_MAX_BODY,
+    AuthMiddleware, Error, HttpTokenSource, Lease, Malformed, ManualClock, Param, RetryPolicy,
+    TokenCache, DEFAULT_MAX_BODY, DEFAULT_REJECTION_COOLDOWN,
 };
 
 use common::{client_with, crate_error, on_clock, retries, token_body, SECRET};
@@ -63,12 +63,12 @@ fn short_timeout_client() -> reqwest::Client {
 }
 
 /// The token source: JSON credentials to `/token` of `server`, an OAuth 2.0 answer, the
-/// token scoped to the server's origin, a token client with the short timeout.
+/// token scoped to the server's origin, the short token-request timeout.
 fn source(server: &RawServer) -> HttpTokenSource {
     HttpTokenSource::post(server.url(TOKEN))
         .param("client_id", Param::text("faults"))
         .param("client_secret", Param::secret(SECRET))
-        .http_client(short_timeout_client())
+        .timeout(TIMEOUT)
         .scope_to(&server.base())
 }
 
@@ -201,6 +201,90 @@ async fn token_endpoint_hang_with_retries_is_bounded() {
         assert!(started.elapsed() < TIMEOUT * 3 + secs(2));
         assert_eq!(server.hits(TOKEN), 3);
         assert_eq!(server.hits(API), 0);
+    })
+    .await;
+}
+
+/// A token endpoint that hangs behind a client with no timeout of its own: the cache's fetch
+/// deadline ends the wait with a typed `FetchTimeout`, and the next caller starts a new
+/// fetch, which succeeds.
+#[tokio::test]
+async fn fetch_deadline_bounds_a_hanging_token_endpoint() {
+    within(async {
+        let server = serve(
+            |n| {
+                if n == 1 {
+                    Answer::Hang
+                } else {
+                    token_answer(n, HOUR)
+                }
+            },
+            echo,
+        )
+        .await;
+        let clock = ManualClock::new();
+        let slow = HttpTokenSource::post(server.url(TOKEN))
+            .param("client_secret", Param::secret(SECRET))
+            .http_client(reqwest::Client::new())
+            .timeout(secs(60))
+            .scope_to(&server.base());
+        let mw = on_clock(AuthMiddleware::from_source(slow), &clock).fetch_deadline(TIMEOUT);
+        let client = client(mw);
+
+        let started = Instant::now();
+        let err = crate_error(&get_err(&client, &server).await);
+        assert!(
+            matches!(err, Error::FetchTimeout { deadline } if deadline == TIMEOUT),
+            "not the fetch deadline: {err:?}"
+        );
+        assert!(
+            started.elapsed() < TIMEOUT * 4,
+            "took {:?}",
+            started.elapsed()
+        );
+
+        assert_eq!(get(&client, &server).await, (200, "Bearer tok-2".into()));
+        assert_eq!((server.hits(TOKEN), server.hits(API)), (2, 1));
+    })
+    .await;
+}
+
+/// A token endpoint that hangs while the current token is still valid (inside the skew
+/// window): past the fetch deadline the request goes out with the current token.
+#[tokio::test]
+async fn fetch_deadline_serves_the_valid_token_while_the_endpoint_hangs() {
+    within(async {
+        let server = serve(
+            |n| {
+                if n == 2 {
+                    Answer::Hang
+                } else {
+                    token_answer(n, HOUR)
+                }
+            },
+            echo,
+        )
+        .await;
+        let clock = ManualClock::new();
+        let mw = middleware(&server, &clock)
+            .refresh_ahead(0.0)
+            .retry_policy(RetryPolicy::none())
+            .fetch_deadline(Duration::from_millis(200));
+        let client = client(mw);
+
+        assert_eq!(get(&client, &server).await, (200, "Bearer tok-1".into()));
+        clock.advance(secs(HOUR - 10));
+        let started = Instant::now();
+        assert_eq!(get(&client, &server).await, (200, "Bearer tok-1".into()));
+        assert!(
+            started.elapsed() < TIMEOUT * 4,
+            "took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(server.hits(TOKEN), 2);
+
+        assert_eq!(get(&client, &server).await, (200, "Bearer tok-3".into()));
+        assert_eq!((server.hits(TOKEN), server.hits(API)), (3, 3));
     })
     .await;
 }
@@ -617,9 +701,10 @@ async fn api_500_200_flips_cost_no_fetch() {
     .await;
 }
 
-/// An API that rejects every token, fresh ones included: 20 requests cost at most two token
-/// fetches (the rejection cooldown), at most one replay per 401-driven fetch, and every
-/// caller gets the 401.
+/// An API that rejects every token, fresh ones included: 20 requests cost two token
+/// fetches (the first, and one after the first rejection; later rejections fall in the
+/// cool-down) and 21 API calls (one replay, for the first rejection), and every caller gets
+/// the 401. Once the cool-down has passed, one rejection fetches again, once.
 #[tokio::test]
 async fn api_401_forever_costs_bounded_fetches() {
     within(async {
@@ -631,13 +716,16 @@ async fn api_401_forever_costs_bounded_fetches() {
             let (status, _) = get(&client, &server).await;
             assert_eq!(status, 401, "the rejection goes back to the caller");
         }
-        let fetches = server.hits(TOKEN);
-        assert!(fetches <= 2, "20 requests cost {fetches} token fetches");
-        assert!(
-            server.hits(API) <= 20 + fetches,
-            "{} api calls for 20 requests and {fetches} fetches",
-            server.hits(API)
+        assert_eq!(
+            (server.hits(TOKEN), server.hits(API)),
+            (2, 21),
+            "(token fetches, api calls) for 20 requests to an api that rejects every token"
         );
+
+        clock.advance(DEFAULT_REJECTION_COOLDOWN);
+        let (status, _) = get(&client, &server).await;
+        assert_eq!(status, 401);
+        assert_eq!((server.hits(TOKEN), server.hits(API)), (3, 23));
     })
     .await;
 }
@@ -702,8 +790,8 @@ fn server_runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// A cache shared between job runtimes: `tok-n` living 100 s; refresh-ahead from 50 s,
-/// requests wait from 90 s.
+/// A cache shared between job runtimes: `tok-n` living 100 s; requests wait from 90 s, and
+/// a background refresh starts before that (at 80 s at the latest).
 fn shared_cache(server: &RawServer, clock: &ManualClock) -> TokenCache<HttpTokenSource> {
     TokenCache::new(source(server))
         .clock(Arc::new(clock.clone()))
@@ -715,6 +803,19 @@ fn shared_cache(server: &RawServer, clock: &ManualClock) -> TokenCache<HttpToken
 /// Starts the token server used by the runtime tests.
 fn start_token_server(rt: &tokio::runtime::Runtime) -> RawServer {
     rt.block_on(serve(|n| token_answer(n, 100), echo))
+}
+
+/// Asks `cache` for a token inside its refresh-ahead window: the current token comes back
+/// at once, and the background refresh is spawned but has not run (checked: it is the one
+/// task alive on this runtime).
+async fn refresh_ahead(cache: &TokenCache<HttpTokenSource>) -> Result<Lease, Error> {
+    let lease = cache.token().await;
+    assert_eq!(
+        alive_tasks(),
+        1,
+        "exactly the background refresh was spawned"
+    );
+    lease
 }
 
 /// A background refresh spawned on a runtime that is dropped before the refresh first runs
@@ -731,13 +832,13 @@ fn background_refresh_on_a_dropped_runtime_does_not_wedge_the_cache() {
 
     // Inside the refresh-ahead window: the call returns the current token at once and
     // spawns the refresh, which never runs: its runtime is dropped right after.
-    clock.advance(secs(60));
-    let lease = on_new_runtime(cache.token()).expect("the current token");
+    clock.advance(secs(80));
+    let lease = on_new_runtime(refresh_ahead(&cache)).expect("the current token");
     assert_eq!(lease.header_value(), "Bearer tok-1");
     assert_eq!(server.hits(TOKEN), 1, "the refresh never ran");
 
     // Past expiry, on a third runtime: a new flight, a new token.
-    clock.advance(secs(50));
+    clock.advance(secs(30));
     let lease = on_new_runtime(cache.token());
     let lease = lease.unwrap_or_else(|e| panic!("the cache is wedged: {e:?}"));
     assert_eq!(lease.header_value(), "Bearer tok-2");
@@ -808,15 +909,56 @@ fn middleware_shared_across_runtimes_survives_a_dropped_one() {
     let (status, body) = on_new_runtime(get(&client, &server));
     assert_eq!((status, body.as_str()), (200, "Bearer tok-1"));
 
-    clock.advance(secs(60));
+    clock.advance(secs(80));
     // Through the cache, so nothing else runs on this runtime before it is dropped.
-    assert!(on_new_runtime(cache.token()).is_ok());
+    assert!(on_new_runtime(refresh_ahead(&cache)).is_ok());
     assert_eq!(server.hits(TOKEN), 1);
 
-    clock.advance(secs(50));
+    clock.advance(secs(30));
     let (status, body) = on_new_runtime(get(&client, &server));
     assert_eq!((status, body.as_str()), (200, "Bearer tok-2"));
     assert_eq!((server.hits(TOKEN), server.hits(API)), (2, 2));
+}
+
+/// A fetch that hangs past its deadline does not stay behind as a task waiting for ever:
+/// with the server still holding the connection open, the job runtime's alive tasks return
+/// to what they were once the next call has succeeded and the client is dropped. (The server
+/// runs on a runtime of its own, so only the client side is counted.)
+#[test]
+fn a_fetch_past_its_deadline_leaves_no_task_behind() {
+    let server_rt = server_runtime();
+    let server = server_rt.block_on(serve(
+        |n| {
+            if n == 1 {
+                Answer::Hang
+            } else {
+                token_answer(n, HOUR)
+            }
+        },
+        echo,
+    ));
+    on_new_runtime(async {
+        let baseline = alive_tasks();
+        let clock = ManualClock::new();
+        let source = HttpTokenSource::post(server.url(TOKEN))
+            .param("client_secret", Param::secret(SECRET))
+            .http_client(reqwest::Client::new())
+            .timeout(secs(60))
+            .scope_to(&server.base());
+        let mw = on_clock(AuthMiddleware::from_source(source), &clock).fetch_deadline(TIMEOUT);
+        let client = client(mw);
+
+        let err = crate_error(&get_err(&client, &server).await);
+        assert!(matches!(err, Error::FetchTimeout { .. }), "{err:?}");
+        assert_eq!(get(&client, &server).await, (200, "Bearer tok-2".into()));
+        drop(client);
+        assert_eq!(
+            settle_to(baseline).await,
+            baseline,
+            "the fetch that hung past its deadline is still running"
+        );
+    });
+    assert_eq!((server.hits(TOKEN), server.hits(API)), (2, 1));
 }
 
 // -------------------------------------------------------------------------------------------
