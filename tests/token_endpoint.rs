@@ -1,6 +1,6 @@
-//! Issue 2, behaviours 10 and 12: how the layer copes with a failing or misbehaving token
-//! endpoint: bounded retries of transient failures, no retries of credential errors, and a
-//! typed error (never a panic or a hang) for every kind of bad answer.
+//! How the layer copes with a failing or misbehaving token endpoint: bounded retries of
+//! transient failures, no retries of credential errors, a typed error (never a panic or a
+//! hang) for every kind of bad answer, no redirect followed, and a timeout on every client.
 
 mod common;
 
@@ -64,10 +64,10 @@ async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -
 }
 
 // ---------------------------------------------------------------------------------------
-// Behaviour 10: retries
+// Retries
 // ---------------------------------------------------------------------------------------
 
-/// Issue 2, behaviour 10: two 500s then a 200 is a success after exactly 3 fetches, with a
+/// Two 500s then a 200 is a success after exactly 3 fetches, with a
 /// backoff wait (on the manual clock) between them.
 #[tokio::test]
 async fn transient_500s_are_retried_until_success() {
@@ -101,7 +101,7 @@ async fn transient_500s_are_retried_until_success() {
     );
 }
 
-/// Issue 2, behaviour 10: a token endpoint that always answers 503 is tried exactly
+/// A token endpoint that always answers 503 is tried exactly
 /// `max_attempts` (3) times, then the caller gets `Error::TokenEndpoint { status: 503 }`.
 #[tokio::test]
 async fn persistent_503_gives_up_after_max_attempts() {
@@ -126,7 +126,7 @@ async fn persistent_503_gives_up_after_max_attempts() {
     assert!(clock.slept() > Duration::ZERO);
 }
 
-/// Issue 2, behaviour 10: a 429 with `Retry-After: 7` is retried after exactly the 7 s the
+/// A 429 with `Retry-After: 7` is retried after exactly the 7 s the
 /// endpoint asked for (read off the manual clock), then succeeds.
 #[tokio::test]
 async fn retry_after_seconds_is_honoured() {
@@ -164,7 +164,7 @@ async fn retry_after_seconds_is_honoured() {
     );
 }
 
-/// Issue 2, behaviour 10: `Retry-After` as an HTTP date is honoured too, counted from the
+/// `Retry-After` as an HTTP date is honoured too, counted from the
 /// (manual) wall clock.
 #[tokio::test]
 async fn retry_after_http_date_is_honoured() {
@@ -200,7 +200,7 @@ async fn retry_after_http_date_is_honoured() {
     );
 }
 
-/// Issue 2, behaviour 10: a `Retry-After` longer than the policy's `max_delay` is cut to it:
+/// A `Retry-After` longer than the policy's `max_delay` is cut to it:
 /// a hostile or broken endpoint cannot park the caller for an hour.
 #[tokio::test]
 async fn retry_after_is_capped_at_max_delay() {
@@ -222,7 +222,7 @@ async fn retry_after_is_capped_at_max_delay() {
     assert_eq!(clock.slept(), Duration::from_secs(10));
 }
 
-/// Issue 2, behaviour 10: a connect error (nothing listens on the token port) is retried
+/// A connect error (nothing listens on the token port) is retried
 /// with backoff, then surfaces as `Error::Transport`.
 #[tokio::test]
 async fn connect_errors_are_retried_then_transport() {
@@ -255,7 +255,7 @@ async fn connect_errors_are_retried_then_transport() {
     assert_eq!(api.calls_async().await, 0);
 }
 
-/// Issue 2, behaviour 10: credential rejections (400 and 401) are not retried: exactly one
+/// Credential rejections (400 and 401) are not retried: exactly one
 /// fetch, and the partner's message comes back in `Error::InvalidCredentials`.
 #[tokio::test]
 async fn credential_rejections_are_not_retried() {
@@ -283,7 +283,7 @@ async fn credential_rejections_are_not_retried() {
     }
 }
 
-/// Issue 2, behaviour 10: an OAuth `invalid_client` error is a credential error whatever the
+/// An OAuth `invalid_client` error is a credential error whatever the
 /// status (here a 500, which would otherwise be retried).
 #[tokio::test]
 async fn invalid_client_code_is_not_retried_even_on_5xx() {
@@ -310,7 +310,7 @@ async fn invalid_client_code_is_not_retried_even_on_5xx() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Behaviour 12: bad input
+// Bad input
 // ---------------------------------------------------------------------------------------
 
 /// Runs one fetch against a token endpoint answering `status`/`content_type`/`body` and
@@ -344,7 +344,7 @@ fn assert_invalid_field(err: &Error, name: &str) {
     }
 }
 
-/// Issue 2, behaviour 12: a success body that is not JSON is `Malformed::InvalidJson`, and the
+/// A success body that is not JSON is `Malformed::InvalidJson`, and the
 /// problem description does not quote the body.
 #[tokio::test]
 async fn malformed_json_is_invalid_json() {
@@ -357,7 +357,7 @@ async fn malformed_json_is_invalid_json() {
     }
 }
 
-/// Issue 2, behaviour 12: a JSON array (valid JSON, not an object) is `InvalidJson`.
+/// A JSON array (valid JSON, not an object) is `InvalidJson`.
 #[tokio::test]
 async fn json_array_is_invalid_json() {
     let err = malformed_case(200, "application/json", r#"["access_token","abc"]"#).await;
@@ -367,7 +367,7 @@ async fn json_array_is_invalid_json() {
     );
 }
 
-/// Issue 2, behaviour 12: an HTML page with status 200 (a captive portal, a login page) is
+/// An HTML page with status 200 (a captive portal, a login page) is
 /// `Malformed::Html`, whether it says `text/html` or not.
 #[tokio::test]
 async fn html_page_with_200_is_html() {
@@ -378,7 +378,7 @@ async fn html_page_with_200_is_html() {
     assert_malformed(&err, &Malformed::Html);
 }
 
-/// Issue 2, behaviour 12: an HTML error page with status 502 (a proxy in front of the
+/// An HTML error page with status 502 (a proxy in front of the
 /// endpoint) is `TokenEndpoint { status: 502 }` whose excerpt says "html page" and does not
 /// carry the HTML.
 #[tokio::test]
@@ -401,7 +401,7 @@ async fn html_page_with_502_is_token_endpoint_without_the_html() {
     assert!(!err.to_string().contains("<html>"), "{err}");
 }
 
-/// Issue 2, behaviour 12: an empty (or blank) success body is `Malformed::EmptyBody`.
+/// An empty (or blank) success body is `Malformed::EmptyBody`.
 #[tokio::test]
 async fn empty_body_is_empty_body() {
     let err = malformed_case(200, "application/json", "").await;
@@ -410,7 +410,7 @@ async fn empty_body_is_empty_body() {
     assert_malformed(&err, &Malformed::EmptyBody);
 }
 
-/// Issue 2, behaviour 12: a body over a configured cap (`max_body(1024)`) is
+/// A body over a configured cap (`max_body(1024)`) is
 /// `Malformed::TooLarge { limit: 1024 }`, even though it is an otherwise valid answer.
 #[tokio::test]
 async fn body_over_configured_cap_is_too_large() {
@@ -433,7 +433,7 @@ async fn body_over_configured_cap_is_too_large() {
     assert_eq!(token.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 12: the default cap is 64 KiB: a 1 MiB body is
+/// The default cap is 64 KiB: a 1 MiB body is
 /// `Malformed::TooLarge { limit: 65536 }`.
 #[tokio::test]
 async fn body_over_default_cap_is_too_large() {
@@ -443,7 +443,7 @@ async fn body_over_default_cap_is_too_large() {
     assert_malformed(&err, &Malformed::TooLarge { limit: 64 * 1024 });
 }
 
-/// Issue 2, behaviour 12: a body without the token field is
+/// A body without the token field is
 /// `Malformed::MissingField("access_token")`.
 #[tokio::test]
 async fn missing_token_field_is_missing_field() {
@@ -456,7 +456,7 @@ async fn missing_token_field_is_missing_field() {
     assert_malformed(&err, &Malformed::MissingField("access_token".into()));
 }
 
-/// Issue 2, behaviour 12: `access_token` of the wrong type (a number) is
+/// `access_token` of the wrong type (a number) is
 /// `Malformed::InvalidField { field: "access_token" }`.
 #[tokio::test]
 async fn numeric_token_is_invalid_field() {
@@ -465,7 +465,7 @@ async fn numeric_token_is_invalid_field() {
     assert!(!err.to_string().contains("12345"), "{err}");
 }
 
-/// Issue 2, behaviour 12: a token holding CR LF (header injection) is
+/// A token holding CR LF (header injection) is
 /// `Malformed::IllegalHeaderValue`; it is never put in a header.
 #[tokio::test]
 async fn token_with_crlf_is_illegal_header_value() {
@@ -478,7 +478,7 @@ async fn token_with_crlf_is_illegal_header_value() {
     assert_malformed(&err, &Malformed::IllegalHeaderValue);
 }
 
-/// Issue 2, behaviour 12: a token type other than Bearer (`mac`) is
+/// A token type other than Bearer (`mac`) is
 /// `Malformed::InvalidField { field: "token_type" }`.
 #[tokio::test]
 async fn mac_token_type_is_invalid_field() {
