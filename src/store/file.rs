@@ -593,6 +593,8 @@ fn read_file(path: &Path) -> Result<Option<StoreFile>, Error> {
 enum OpenError {
     Io(io::Error),
     Symlink,
+    /// Only detected on unix.
+    #[cfg_attr(not(unix), allow(dead_code))]
     OtherOwner,
 }
 
