@@ -293,13 +293,14 @@ impl TokenSource for RefreshToken {
     }
 
     /// A refresh token may have been consumed by any request that reached the server, so a
-    /// refresh is retried only when it provably did not (a connection failure: nothing was
-    /// sent) or the server said to retry (429 or 503 with `Retry-After`). A timeout, a lost
-    /// answer, a 500, 502, 504 or a 503 without `Retry-After` is not retried: sending the
-    /// token again could count as reuse and revoke the login.
+    /// refresh is retried only when it provably did not (a connection that could not be
+    /// established, or not in time: nothing was sent) or the server said to retry (429 or 503
+    /// with `Retry-After`). A timeout once connected, a lost answer, a 500, 502, 504 or a 503
+    /// without `Retry-After` is not retried: sending the token again could count as reuse and
+    /// revoke the login.
     fn should_retry(&self, error: &Error) -> bool {
         match error {
-            Error::Transport { source, .. } => source.is_connect() && !source.is_timeout(),
+            Error::Transport { source, .. } => source.is_connect(),
             Error::TokenEndpoint {
                 status,
                 retry_after: Some(_),
