@@ -6,6 +6,9 @@
 //! * No bytes in a token file make `FileStore::load` panic: it returns the tokens or a typed
 //!   corrupt-store error that never quotes the file.
 //! * What `FileStore::save` writes, `FileStore::load` reads back (times at whole seconds).
+//! * End to end, each partner's token source against a raw local server: any answer (status,
+//!   content type, body) is a token or a typed error, and a credential the server echoes
+//!   back, in any encoding, never reaches the error.
 //!
 //! Case counts are set explicitly and kept small so the suite stays fast in debug builds.
 
@@ -14,14 +17,24 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[allow(dead_code)]
+#[path = "faults/server.rs"]
+mod server;
+
 use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use reqwest_partner_auth::{
-    jwt_expiry, DeadLogin, Error, FileStore, StoreErrorKind, StoredTokens, Token, TokenStore,
+    jwt_expiry, AdGem, AdGemCredentials, ChannelManager, ChannelManagerCredentials,
+    ClientCredentials, DeadLogin, Error, FetchContext, FetchReason, FileStore, Setu,
+    SetuCredentials, StoreErrorKind, StoredTokens, Targeter, TargeterCredentials, Token,
+    TokenSource, TokenStore,
 };
+use url::Url;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
+use server::{response, Answer, RawServer};
 
 /// A token value that must never be quoted by an error about the file holding it.
 const SENTINEL: &str = "SENTINEL-STORED-TOKEN-5c2e";
@@ -190,30 +203,37 @@ fn field_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// A store file of the right overall shape whose entry fields hold anything.
+/// A store file of the right overall shape: a valid entry with one to three of its fields
+/// (or a field it does not know) replaced by anything.
 fn damaged_store_file() -> impl Strategy<Value = Vec<u8>> {
     (
         prop_oneof![4 => Just(Value::from(1)), 1 => json_value()],
-        proptest::collection::btree_map(
-            proptest::sample::select(vec![
-                "access_token",
-                "access_expires_at",
-                "refresh_token",
-                "authorized_at",
-                "dead",
-                "extra",
-            ])
-            .prop_map(str::to_owned),
-            field_value(),
-            0..6,
+        proptest::collection::vec(
+            (
+                proptest::sample::select(vec![
+                    "access_token",
+                    "access_expires_at",
+                    "refresh_token",
+                    "authorized_at",
+                    "dead",
+                    "extra",
+                ]),
+                field_value(),
+            ),
+            1..4,
         ),
     )
-        .prop_map(|(version, entry)| {
-            let mut entry: Map<String, Value> = entry.into_iter().collect();
-            entry
-                .entry("access_token".to_owned())
-                .or_insert(Value::from(SENTINEL));
-            json!({ "version": version, "entries": { "k": Value::Object(entry) } })
+        .prop_map(|(version, changes)| {
+            let mut entry = json!({
+                "access_token": SENTINEL,
+                "access_expires_at": null,
+                "refresh_token": null,
+                "authorized_at": 0,
+            });
+            for (field, value) in changes {
+                entry[field] = value;
+            }
+            json!({ "version": version, "entries": { "k": entry } })
                 .to_string()
                 .into_bytes()
         })
@@ -415,5 +435,204 @@ proptest! {
         let mut tokens = tokens;
         tokens.dead = Some(DeadLogin::new(at, reason));
         round_trip(&[("dead".to_owned(), tokens)])?;
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Each partner's token source, end to end
+// -------------------------------------------------------------------------------------------
+
+/// The token sources of the crate, each configured as its partner's contract says.
+#[derive(Debug, Clone, Copy)]
+enum Partner {
+    Targeter,
+    AdGem,
+    Setu,
+    ChannelManager,
+    OAuth2,
+}
+
+fn partner() -> impl Strategy<Value = Partner> {
+    proptest::sample::select(vec![
+        Partner::Targeter,
+        Partner::AdGem,
+        Partner::Setu,
+        Partner::ChannelManager,
+        Partner::OAuth2,
+    ])
+}
+
+/// One fetch by `partner`'s source against `base`, with client id `id` and secret `secret`.
+async fn fetch(partner: Partner, base: &Url, id: &str, secret: &str) -> Result<Token, Error> {
+    let cx = FetchContext::new(FetchReason::Initial);
+    match partner {
+        Partner::Targeter => {
+            let creds = TargeterCredentials::new(id, secret);
+            Targeter::with_base_url(creds, base).fetch(&cx).await
+        }
+        Partner::AdGem => {
+            let creds = AdGemCredentials::new(1, 2, id, secret);
+            AdGem::with_base_url(creds, base).fetch(&cx).await
+        }
+        Partner::Setu => {
+            Setu::new(SetuCredentials::new(id, secret), base)
+                .fetch(&cx)
+                .await
+        }
+        Partner::ChannelManager => {
+            let creds = ChannelManagerCredentials::new(id, secret);
+            ChannelManager::new(creds, base).fetch(&cx).await
+        }
+        Partner::OAuth2 => {
+            let url = base.join("/oauth/token").expect("a url");
+            ClientCredentials::new(url, id, secret).fetch(&cx).await
+        }
+    }
+}
+
+/// Serves `answer` to every request and fetches once with `partner`'s source.
+fn fetch_against(
+    partner: Partner,
+    answer: Vec<u8>,
+    id: &str,
+    secret: &str,
+) -> Result<Token, Error> {
+    runtime().block_on(async {
+        let server = RawServer::start(move |_| Answer::Bytes(answer.clone())).await;
+        let base = server.base();
+        let fetched = fetch(partner, &base, id, secret);
+        tokio::time::timeout(Duration::from_secs(20), fetched)
+            .await
+            .expect("the fetch hung")
+    })
+}
+
+/// Statuses a token endpoint answers with (no 1xx: those are not final answers).
+fn final_status() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        proptest::sample::select(vec![
+            200u16, 201, 204, 302, 307, 400, 401, 403, 404, 429, 500, 502, 503
+        ]),
+        200u16..600,
+    ]
+}
+
+/// Content types a server may send (legal header characters).
+fn any_content_type() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::sample::select(vec![
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/plain",
+            "text/html",
+            "application/x-www-form-urlencoded",
+            "",
+        ])
+        .prop_map(str::to_owned),
+        "[!-~][ -~]{0,30}[!-~]",
+    ]
+}
+
+/// Bodies of every kind: bytes, JSON, partner-shaped objects with odd values, text.
+fn any_answer_body() -> impl Strategy<Value = Vec<u8>> {
+    let fields = proptest::sample::select(vec![
+        "access_token",
+        "accessToken",
+        "expires_in",
+        "token_type",
+        "refresh_token",
+        "refreshToken",
+        "error",
+        "error_description",
+        "message",
+    ]);
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200),
+        json_value().prop_map(|v| v.to_string().into_bytes()),
+        proptest::collection::btree_map(fields.prop_map(str::to_owned), json_value(), 0..5)
+            .prop_map(|m| Value::Object(m.into_iter().collect())
+                .to_string()
+                .into_bytes()),
+        "[ -~]{0,80}".prop_map(String::into_bytes),
+    ]
+}
+
+/// The ways a server may echo a credential: raw, JSON-escaped (serde's and PHP's `\/`),
+/// form-encoded, inside an echoed Basic header.
+fn encodings(id: &str, secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).expect("a string serialises");
+    let json = json[1..json.len() - 1].to_owned();
+    let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    vec![
+        secret.to_owned(),
+        json.clone(),
+        json.replace('/', "\\/"),
+        form,
+        basic,
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// Any answer to any partner's token request is a token or a typed error, never a panic
+    /// or a hang: a success status gives a token or `MalformedResponse`; any other status is
+    /// never a token.
+    #[test]
+    fn any_token_endpoint_answer_is_a_token_or_a_typed_error(
+        partner in partner(),
+        status in final_status(),
+        content_type in any_content_type(),
+        body in any_answer_body(),
+    ) {
+        let answer = response(status, &content_type, &body);
+        let result = fetch_against(partner, answer, "client-id", "client-secret-value");
+        if (200..300).contains(&status) {
+            prop_assert!(
+                matches!(result, Ok(_) | Err(Error::MalformedResponse(_))),
+                "{} to {:?}: {:?}", status, partner, result
+            );
+        } else {
+            prop_assert!(
+                matches!(
+                    result,
+                    Err(Error::InvalidCredentials { .. }
+                        | Error::TokenEndpoint { .. }
+                        | Error::OAuth { .. }
+                        | Error::ReauthorizationRequired { .. })
+                ),
+                "{} to {:?}: {:?}", status, partner, result
+            );
+        }
+    }
+
+    /// A token endpoint that echoes the credential back in an error, in any encoding and
+    /// any place (the body, a message field, the code field), never gets it into the error.
+    #[test]
+    fn echoed_credentials_never_reach_the_error(
+        partner in partner(),
+        status in proptest::sample::select(vec![400u16, 401, 403, 429, 500, 503]),
+        secret in "[A-Za-z0-9/+&=% é!:]{10,30}",
+        form in 0usize..5,
+        place in 0usize..4,
+        json in any::<bool>(),
+    ) {
+        let id = "client-id";
+        let echoed = encodings(id, &secret)[form].clone();
+        let body = match place {
+            0 => format!("bad credentials {echoed} sent"),
+            1 => format!(r#"{{"error":"invalid_client","error_description":"bad {echoed}"}}"#),
+            2 => format!(r#"{{"status":500,"error":"Internal Server Error","message":"bad {echoed}"}}"#),
+            _ => format!(r#"{{"error":"{echoed}"}}"#),
+        };
+        let content_type = if json { "application/json" } else { "text/plain" };
+        let err = fetch_against(partner, response(status, content_type, body), id, &secret)
+            .expect_err("an error status is never a token");
+        let (shown, debug) = (format!("{err}"), format!("{err:?}"));
+        for form in encodings(id, &secret) {
+            prop_assert!(!shown.contains(&form), "{:?}: {} in Display: {}", partner, form, shown);
+            prop_assert!(!debug.contains(&form), "{:?}: {} in Debug: {}", partner, form, debug);
+        }
     }
 }
