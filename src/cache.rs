@@ -3,16 +3,24 @@
 //! * The hot path is one lock-free load of the current token ([`arc_swap`]) and one clock read.
 //! * Single flight: however many requests need a token at once, one fetch runs. It runs in its
 //!   own task, so a caller that gives up (its future dropped by a timeout) does not cancel the
-//!   fetch the others wait for.
-//! * Two thresholds before expiry. Past the *refresh-ahead* point (the last
-//!   [`DEFAULT_REFRESH_AHEAD`] of the lifetime) requests still go out with the current token
-//!   while one background refresh runs, so in steady state nobody waits for the token
-//!   endpoint. Past the *skew* point ([`DEFAULT_REFRESH_SKEW`] before expiry) requests wait for
-//!   the new token: none leaves with a token about to die.
+//!   fetch the others wait for. A fetch that was cancelled (its runtime shut down), panicked
+//!   or never ran is gone: the next caller starts a new one.
+//! * Every fetch has a deadline ([`DEFAULT_FETCH_DEADLINE`]): past it, waiting callers get the
+//!   current token if it has not expired, else [`Error::FetchTimeout`].
+//! * Two thresholds before expiry. Past the *skew* point ([`DEFAULT_REFRESH_SKEW`] before
+//!   expiry, a quarter of the lifetime for short-lived tokens) requests wait for the new
+//!   token: none leaves with a token about to die. In the *refresh-ahead* window before it
+//!   ([`DEFAULT_REFRESH_AHEAD`] of the lifetime, at most [`REFRESH_AHEAD_LIMIT`]) requests
+//!   still go out with the current token while one background refresh runs, so in steady
+//!   state nobody waits for the token endpoint, whatever the lifetime.
 //! * Generations: every token gets a number; a rejection names the generation it saw, so N
-//!   concurrent 401s for one token cause one refresh.
+//!   concurrent 401s for one token cause one refresh. Rejection-driven fetches cool down
+//!   ([`DEFAULT_REJECTION_COOLDOWN`]): an API that rejects fresh tokens too is not answered
+//!   with a fetch per request.
 //! * Serve stale: when a refresh fails while the current token has not yet expired, the
 //!   current token keeps being used.
+//! * A token endpoint that hands back the token already held (or one that lives no longer)
+//!   is not asked again before that token expires.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -420,7 +428,7 @@ impl<S: TokenSource> TokenCache<S> {
     pub(crate) fn note_rejection(&self, generation: u64) -> Rejection {
         let mut flights = self.state.lock_flights();
         let current = self.state.current.load();
-        if !current.as_ref().is_some_and(|e| e.generation == generation) {
+        if current.as_ref().is_none_or(|e| e.generation != generation) {
             return Rejection::AlreadyReplaced;
         }
         let now = self.config.clock.now();

@@ -151,14 +151,14 @@ mod clock;
 mod endpoint;
 mod error;
 mod middleware;
+#[cfg(test)]
+mod proptests;
 mod providers;
 mod response;
 mod scope;
 mod source;
 mod store;
 mod token;
-#[cfg(test)]
-mod proptests;
 
 pub use async_trait::async_trait;
 pub use cache::{
@@ -186,7 +186,9 @@ pub use providers::setu::{Setu, SetuAuth, SetuCredentials, SETU_TOKEN_LIFETIME};
 pub use providers::targeter::{Targeter, TargeterAuth, TargeterCredentials, TARGETER_BASE_URL};
 pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 pub use source::{FetchContext, FetchReason, TokenSource};
-pub use store::{DeadLogin, FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore};
+pub use store::{
+    DeadLogin, FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore, DEFAULT_LOCK_TIMEOUT,
+};
 pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 
 #[doc = include_str!("../README.md")]

@@ -236,7 +236,12 @@ impl ErrorShape {
                 code: kept_code(),
             };
         }
-        if self.oauth2 && status.is_client_error() {
+        // A 429 or 408 says "later", whatever code it carries (Auth0 answers 429 with
+        // `{"error":"too_many_requests"}`): it stays a retryable endpoint failure that keeps
+        // its `Retry-After`.
+        let try_later =
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT;
+        if self.oauth2 && status.is_client_error() && !try_later {
             if let Some(code) = code {
                 let description = field("error_description").map(|d| excerpt(d, secrets));
                 let code = match quote_code(code) {
@@ -790,6 +795,21 @@ mod tests {
             "unrecognised 2-byte unknown-type body (status 400)"
         );
         assert_eq!(describe(500, "text/plain", " \n"), "empty body");
+    }
+
+    #[test]
+    fn a_429_with_an_oauth_code_stays_retryable_with_its_retry_after() {
+        let body = br#"{"error":"too_many_requests","error_description":"slow down"}"#;
+        for status in [StatusCode::TOO_MANY_REQUESTS, StatusCode::REQUEST_TIMEOUT] {
+            let err =
+                ErrorShape::oauth2().classify(status, Some(Duration::from_secs(7)), body, &[]);
+            assert!(
+                matches!(err, Error::TokenEndpoint { status: s, .. } if s == status),
+                "{err:?}"
+            );
+            assert!(err.is_transient());
+            assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+        }
     }
 
     #[test]

@@ -76,6 +76,13 @@ macro_rules! engine_provider {
                 self
             }
 
+            /// Timeout of each token request, whatever client is used (default
+            /// [`DEFAULT_TOKEN_TIMEOUT`](crate::DEFAULT_TOKEN_TIMEOUT)).
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.inner = self.inner.timeout(timeout);
+                self
+            }
+
             /// The token endpoint this source calls.
             pub fn token_url(&self) -> &url::Url {
                 self.inner.url()

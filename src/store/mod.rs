@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use crate::error::Error;
 
 pub use file::FileStore;
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, DEFAULT_LOCK_TIMEOUT};
 
 /// The tokens of one login, as a store keeps them.
 #[derive(Clone)]
@@ -167,9 +167,14 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn save(&self, key: &str, tokens: &StoredTokens) -> Result<(), Error>;
 
     /// Waits for, then holds, the exclusive lock of `key` (across tasks, and for shared
-    /// stores across processes) until the returned guard is dropped.
+    /// stores across processes) until the returned guard is dropped. The wait is bounded:
+    /// the stores of this crate give up after their lock timeout (default
+    /// [`DEFAULT_LOCK_TIMEOUT`]), and a store of your own should too, so that a task or
+    /// process that froze while holding the lock cannot block every refresh.
     ///
     /// # Errors
-    /// [`Error::Store`] when the lock cannot be taken.
+    /// [`Error::Store`] when the lock cannot be taken; with
+    /// [`StoreErrorKind::LockTimeout`](crate::StoreErrorKind::LockTimeout) when it was not
+    /// free in time.
     async fn lock(&self, key: &str) -> Result<StoreLock, Error>;
 }
