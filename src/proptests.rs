@@ -595,6 +595,19 @@ fn filler() -> impl Strategy<Value = String> {
     "[A-Za-z0-9 .,:_-]{0,120}"
 }
 
+/// The content types error bodies come with: untyped and plain text (short sentences are
+/// quoted, scrubbed), JSON (known fields quoted, scrubbed), anything else (described).
+fn error_content_type() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(vec![
+        "",
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/json",
+        "application/problem+json",
+        "application/octet-stream",
+    ])
+}
+
 fn error_code() -> impl Strategy<Value = &'static str> {
     proptest::sample::select(vec![
         "invalid_client",
@@ -616,11 +629,14 @@ proptest! {
         shape in proptest::sample::select(error_shapes()),
         status in status(),
         retry_after in proptest::option::of(any::<u64>().prop_map(Duration::from_secs)),
+        content_type in content_type(),
         body in any_body(),
         secret in any::<String>(),
     ) {
         let secret = SecretString::from(secret);
-        let err = shape.classify(status, retry_after, &body, &[&secret]);
+        let untyped = shape.classify(status, retry_after, &body, &[&secret]);
+        let _ = (format!("{untyped}"), format!("{untyped:?}"));
+        let err = shape.classify_typed(status, retry_after, &content_type, &body, &[&secret]);
         prop_assert!(
             matches!(
                 err,
@@ -641,6 +657,7 @@ proptest! {
         shape in proptest::sample::select(error_shapes()),
         status in status(),
         carrier in carrier(),
+        content_type in error_content_type(),
         code in error_code(),
         id in client_id(),
         secret in long_secret(),
@@ -654,7 +671,7 @@ proptest! {
         };
         let body = error_body(carrier, code, &before, &echoed, &after);
         let s = SecretString::from(secret.clone());
-        let err = shape.classify(status, None, &body, &[&s]);
+        let err = shape.classify_typed(status, None, content_type, &body, &[&s]);
         // Only the raw form is checked here; the other encodings have their own property.
         // Display and Debug apart: joined, a secret could straddle the seam.
         let (shown, debug) = (format!("{err}"), format!("{err:?}"));
@@ -673,6 +690,7 @@ proptest! {
         shape in proptest::sample::select(error_shapes()),
         status in status(),
         carrier in carrier(),
+        content_type in error_content_type(),
         code in error_code(),
         id in client_id(),
         secret in long_secret(),
@@ -683,7 +701,7 @@ proptest! {
         let echoed = encodings(&id, &secret)[form].1.clone();
         let body = error_body(carrier, code, &before, &echoed, &after);
         let s = SecretString::from(secret.clone());
-        let err = shape.classify(status, None, &body, &[&s]);
+        let err = shape.classify_typed(status, None, content_type, &body, &[&s]);
         no_secret_in(&err, &id, &secret)?;
     }
 
@@ -693,6 +711,7 @@ proptest! {
         shape in proptest::sample::select(error_shapes()),
         status in status(),
         carrier in carrier(),
+        content_type in error_content_type(),
         code in error_code(),
         id in client_id(),
         secret in short_secret(),
@@ -703,7 +722,7 @@ proptest! {
         let echoed = encodings(&id, &secret)[form].1.clone();
         let body = error_body(carrier, code, &before, &echoed, &after);
         let s = SecretString::from(secret.clone());
-        let err = shape.classify(status, None, &body, &[&s]);
+        let err = shape.classify_typed(status, None, content_type, &body, &[&s]);
         no_secret_in(&err, &id, &secret)?;
     }
 }
