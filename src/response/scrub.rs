@@ -48,11 +48,15 @@ impl Withheld {
 /// `text` (control characters dropped, at most [`EXCERPT_CHARS`] characters, `…` when cut)
 /// with every secret replaced, or why it cannot be quoted.
 pub(super) fn quote(text: &str, secrets: &[&SecretString]) -> Result<String, Withheld> {
-    let secrets: Vec<&str> = secrets
+    // Each secret also without its surrounding whitespace: partner texts are trimmed before
+    // they are quoted, so a secret with an edge space can be echoed without it.
+    let mut secrets: Vec<&str> = secrets
         .iter()
         .map(|s| s.expose_secret())
+        .flat_map(|s| [s, s.trim()])
         .filter(|s| !s.is_empty())
         .collect();
+    secrets.dedup();
     if secrets.iter().any(|s| s.len() < MIN_SCRUB_LEN) {
         return Err(Withheld::ShortSecret);
     }
