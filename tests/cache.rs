@@ -1,4 +1,4 @@
-//! Issue 2: when tokens are fetched. Header attachment, refresh ahead and skew, single
+//! When tokens are fetched. Header attachment, refresh ahead and skew, single
 //! flight, serve stale, and the many ways a token response can (not) say when it expires.
 //!
 //! Every test talks HTTP to a local httpmock server and moves time with a `ManualClock`.
@@ -86,7 +86,7 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// Issue 2, behaviour 1: the middleware attaches exactly `Authorization: Bearer <token>`, and
+/// The middleware attaches exactly `Authorization: Bearer <token>`, and
 /// 100 sequential requests cost exactly one token fetch.
 #[tokio::test]
 async fn attaches_bearer_header_and_fetches_once_for_100_requests() {
@@ -106,7 +106,7 @@ async fn attaches_bearer_header_and_fetches_once_for_100_requests() {
     assert_eq!(token.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 2: a request made inside the skew window (the last
+/// A request made inside the skew window (the last
 /// `DEFAULT_REFRESH_SKEW` before expiry) waits for a new token: it carries the new token, and
 /// the second fetch happened before the API saw it.
 #[tokio::test]
@@ -144,7 +144,7 @@ async fn request_in_default_skew_window_waits_for_the_new_token() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 2: the default skew is exactly `DEFAULT_REFRESH_SKEW` (30 s): one
+/// The default skew is exactly `DEFAULT_REFRESH_SKEW` (30 s): one
 /// second before it the current token is used, at it a new one is fetched first.
 #[tokio::test]
 async fn default_skew_boundary_is_thirty_seconds_before_expiry() {
@@ -169,7 +169,7 @@ async fn default_skew_boundary_is_thirty_seconds_before_expiry() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 2: `.refresh_skew(...)` moves the point from which requests wait for
+/// `.refresh_skew(...)` moves the point from which requests wait for
 /// a new token.
 #[tokio::test]
 async fn custom_refresh_skew_is_honoured() {
@@ -196,7 +196,7 @@ async fn custom_refresh_skew_is_honoured() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 2: inside the refresh-ahead window (`DEFAULT_REFRESH_AHEAD` of the
+/// Inside the refresh-ahead window (`DEFAULT_REFRESH_AHEAD` of the
 /// lifetime before the skew point, at most `REFRESH_AHEAD_LIMIT`) a request still goes out with the current token while exactly one background refresh runs; once it
 /// is done, the next request uses the new token.
 #[tokio::test]
@@ -232,7 +232,7 @@ async fn refresh_ahead_uses_current_token_while_one_background_refresh_runs() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 2: many requests inside the refresh-ahead window, concurrent and
+/// Many requests inside the refresh-ahead window, concurrent and
 /// sequential, start one background refresh, not one each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_requests_in_refresh_ahead_window_start_one_refresh() {
@@ -270,7 +270,7 @@ async fn many_requests_in_refresh_ahead_window_start_one_refresh() {
     assert!(new.calls_async().await >= 1);
 }
 
-/// Issue 2, behaviour 2: one background refresh per refresh-ahead window, also under a
+/// One background refresh per refresh-ahead window, also under a
 /// storm of token reads racing with the refresh's completion (a read that saw the old token
 /// just before the refresh finished must not start a second one). Drives the middleware's
 /// own cache directly, as the hot path does, for many windows in a row.
@@ -316,7 +316,7 @@ async fn refresh_ahead_storm_starts_exactly_one_refresh_per_window() {
     assert_eq!(token.calls_async().await, windows + 1);
 }
 
-/// Issue 2, behaviour 3: 200 concurrent first requests on a multi-threaded runtime cause
+/// 200 concurrent first requests on a multi-threaded runtime cause
 /// exactly one token fetch, and all of them carry that token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_first_requests_share_one_fetch_multi_thread() {
@@ -339,7 +339,7 @@ async fn concurrent_first_requests_share_one_fetch_multi_thread() {
     assert_eq!(api.calls_async().await, 200);
 }
 
-/// Issue 2, behaviour 3: the same single flight on the current-thread runtime.
+/// The same single flight on the current-thread runtime.
 #[tokio::test]
 async fn concurrent_first_requests_share_one_fetch_current_thread() {
     let server = MockServer::start_async().await;
@@ -358,7 +358,7 @@ async fn concurrent_first_requests_share_one_fetch_current_thread() {
     assert_eq!(api.calls_async().await, 200);
 }
 
-/// Issue 2, behaviour 3: a caller dropped (timed out) while the fetch is in flight does not
+/// A caller dropped (timed out) while the fetch is in flight does not
 /// cancel it: the next request reuses that same fetch.
 #[tokio::test]
 async fn dropped_caller_does_not_cancel_the_shared_fetch() {
@@ -407,7 +407,7 @@ impl<S: TokenSource> TokenSource for Observed<S> {
     }
 }
 
-/// Issue 2, behaviour 3: the fetch runs in its own task: it completes even when its only
+/// The fetch runs in its own task: it completes even when its only
 /// caller was dropped and nobody else polls it, and its token is then cached.
 #[tokio::test]
 async fn fetch_completes_after_its_only_caller_is_dropped() {
@@ -448,7 +448,7 @@ async fn fetch_completes_after_its_only_caller_is_dropped() {
     assert_eq!(api.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 11: when the token endpoint fails, the cached token keeps being used
+/// When the token endpoint fails, the cached token keeps being used
 /// through the refresh-ahead and the skew windows; past its expiry the request fails with
 /// the endpoint's error.
 #[tokio::test]
@@ -501,7 +501,7 @@ async fn serves_stale_token_while_refresh_fails_until_expiry() {
     );
 }
 
-/// Issue 2, behaviour 14: without `expires_in` the JWT `exp` claim is the expiry; the token
+/// Without `expires_in` the JWT `exp` claim is the expiry; the token
 /// is replaced in the skew window of that `exp`.
 #[tokio::test]
 async fn jwt_exp_claim_is_the_expiry_when_expires_in_is_absent() {
@@ -534,7 +534,7 @@ async fn jwt_exp_claim_is_the_expiry_when_expires_in_is_absent() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 14: a token that is not a JWT and has no `expires_in` has an unknown
+/// A token that is not a JWT and has no `expires_in` has an unknown
 /// expiry: it is kept however much time passes, until the API rejects it.
 #[tokio::test]
 async fn opaque_token_without_expiry_is_kept_until_a_401() {
@@ -562,7 +562,7 @@ async fn opaque_token_without_expiry_is_kept_until_a_401() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 14: `expires_in` of 0 or below is treated as unknown: the token is
+/// `expires_in` of 0 or below is treated as unknown: the token is
 /// used, with no refresh loop (10 requests, even a day apart, cost one fetch).
 #[tokio::test]
 async fn zero_or_negative_expires_in_means_unknown_expiry() {
@@ -589,7 +589,7 @@ async fn zero_or_negative_expires_in_means_unknown_expiry() {
     }
 }
 
-/// Issue 2, behaviour 14: a numeric string `expires_in` ("600") is honoured.
+/// A numeric string `expires_in` ("600") is honoured.
 #[tokio::test]
 async fn numeric_string_expires_in_is_honoured() {
     let server = MockServer::start_async().await;
@@ -613,7 +613,7 @@ async fn numeric_string_expires_in_is_honoured() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 14: a non-numeric string `expires_in` is a malformed response
+/// A non-numeric string `expires_in` is a malformed response
 /// (`Malformed::InvalidField`), not retried, and nothing reaches the API.
 #[tokio::test]
 async fn non_numeric_expires_in_is_a_malformed_response() {
@@ -646,7 +646,7 @@ async fn non_numeric_expires_in_is_a_malformed_response() {
     assert_eq!(api.calls_async().await, 0);
 }
 
-/// Issue 2, behaviour 14: an absurd `expires_in` (1e12 s) is clamped to
+/// An absurd `expires_in` (1e12 s) is clamped to
 /// `MAX_TOKEN_LIFETIME`: after that long a new token is fetched.
 #[tokio::test]
 async fn absurd_expires_in_is_clamped_to_max_lifetime() {
@@ -668,7 +668,7 @@ async fn absurd_expires_in_is_clamped_to_max_lifetime() {
     assert_eq!(new.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 14: a lifetime shorter than the skew (10 s with a 30 s skew) does not
+/// A lifetime shorter than the skew (10 s with a 30 s skew) does not
 /// make every request refetch: 10 requests at one instant cost one fetch; once time passes
 /// the token is replaced.
 #[tokio::test]
@@ -694,7 +694,7 @@ async fn lifetime_shorter_than_skew_does_not_loop() {
     assert_eq!(new.calls_async().await, 10);
 }
 
-/// Issue 2, behaviour 14: a JWT whose `exp` is already past when it arrives (the partner's
+/// A JWT whose `exp` is already past when it arrives (the partner's
 /// clock and ours disagree) is used until a 401, not fetched again on every request.
 #[tokio::test]
 async fn jwt_expired_on_arrival_is_used_until_a_401_without_a_fetch_loop() {

@@ -1,4 +1,4 @@
-//! Issue 2: what happens when the API rejects the token. One refresh and one replay, never
+//! What happens when the API rejects the token. One refresh and one replay, never
 //! more; no replay for what cannot or must not be replayed; errors the caller can match on.
 //!
 //! Every test talks HTTP to a local httpmock server and moves time with a `ManualClock`.
@@ -48,7 +48,7 @@ async fn unexpected_api_calls(server: &MockServer) -> Mock<'_> {
         .await
 }
 
-/// Issue 2, behaviour 4: the API answers 401 to the old token and 200 to the new one: the
+/// The API answers 401 to the old token and 200 to the new one: the
 /// caller sees the 200; the API saw exactly two requests, the replay with the same method
 /// and body and exactly one (overwritten) `Authorization` header; two token fetches.
 #[tokio::test]
@@ -102,7 +102,7 @@ async fn replays_once_with_a_fresh_token_after_a_401() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 5: an API that always answers 401 gets exactly two attempts (the
+/// An API that always answers 401 gets exactly two attempts (the
 /// second with the new token), and the caller gets the second 401 as a response, not an
 /// error.
 #[tokio::test]
@@ -133,7 +133,7 @@ async fn always_401_gets_exactly_two_attempts_and_the_second_401_is_returned() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 6: 50 concurrent requests all rejected with the same token cause one
+/// 50 concurrent requests all rejected with the same token cause one
 /// refresh (two token fetches in all), and all 50 are replayed with the new token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_401s_for_one_token_cause_one_refresh() {
@@ -178,7 +178,7 @@ async fn concurrent_401s_for_one_token_cause_one_refresh() {
     );
 }
 
-/// Issue 2, behaviour 7: a request whose body cannot be cloned (a stream) is not replayed:
+/// A request whose body cannot be cloned (a stream) is not replayed:
 /// its 401 is returned as is; the rejection still drops the token, so the next request
 /// fetches a new one.
 #[tokio::test]
@@ -222,7 +222,7 @@ async fn streaming_body_is_not_replayed_but_the_token_is_dropped() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 7: a request carrying the `NoReplay` extension is not replayed; its
+/// A request carrying the `NoReplay` extension is not replayed; its
 /// rejection drops the token for the next request.
 #[tokio::test]
 async fn no_replay_extension_prevents_the_replay() {
@@ -254,7 +254,7 @@ async fn no_replay_extension_prevents_the_replay() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 7: a custom rejection policy that treats 403 as "token rejected" makes
+/// A custom rejection policy that treats 403 as "token rejected" makes
 /// a 403 trigger refresh and replay.
 #[tokio::test]
 async fn custom_rejection_policy_replays_on_403() {
@@ -277,7 +277,7 @@ async fn custom_rejection_policy_replays_on_403() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Issue 2, behaviour 7: with a custom rejection policy (403), a 401 is not a rejection: no
+/// With a custom rejection policy (403), a 401 is not a rejection: no
 /// refresh, no replay, and the token stays in use.
 #[tokio::test]
 async fn custom_rejection_policy_ignores_401() {
@@ -304,7 +304,7 @@ async fn custom_rejection_policy_ignores_401() {
     assert_eq!(token.calls_async().await, 1, "a 401 did not drop the token");
 }
 
-/// Issue 2: a token endpoint answering 401 `{"error":"bad creds"}` makes the API call fail
+/// A token endpoint answering 401 `{"error":"bad creds"}` makes the API call fail
 /// with `reqwest_middleware::Error::Middleware`, which `Error::from_middleware` turns back
 /// into `Error::InvalidCredentials` with the partner's message; not retried, nothing sent to
 /// the API.

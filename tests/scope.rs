@@ -1,4 +1,4 @@
-//! Issue 2, behaviours 8 and 9: which requests get credentials, and over which transport.
+//! Which requests get credentials, and over which transport.
 
 mod common;
 
@@ -29,7 +29,7 @@ fn remote_url(server: &MockServer, path: &str) -> Url {
     Url::parse(&format!("http://{REMOTE_HOST}:{}{path}", server.port())).unwrap()
 }
 
-/// Issue 2, behaviour 8: a request to an origin the middleware is not scoped to (another
+/// A request to an origin the middleware is not scoped to (another
 /// port on the same host) goes out without `Authorization` and costs no token fetch.
 #[tokio::test]
 async fn other_origin_gets_no_header_and_no_fetch() {
@@ -55,7 +55,7 @@ async fn other_origin_gets_no_header_and_no_fetch() {
     assert_eq!(token.calls_async().await, 0);
 }
 
-/// Issue 2, behaviour 8: `.scope_to(&url)` adds an origin; requests there carry the token
+/// `.scope_to(&url)` adds an origin; requests there carry the token
 /// (exactly one header), while the default scope keeps working.
 #[tokio::test]
 async fn scope_to_adds_an_origin() {
@@ -80,7 +80,7 @@ async fn scope_to_adds_an_origin() {
     assert_eq!(token.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 8: a request that already carries an `Authorization` header is left
+/// A request that already carries an `Authorization` header is left
 /// alone: its own header arrives unchanged and alone, and the token endpoint is not hit.
 #[tokio::test]
 async fn existing_authorization_header_is_left_alone() {
@@ -103,7 +103,7 @@ async fn existing_authorization_header_is_left_alone() {
     assert_eq!(token.calls_async().await, 0);
 }
 
-/// Issue 2, behaviour 9: a middleware scoped to a plain-http, non-loopback origin refuses
+/// A middleware scoped to a plain-http, non-loopback origin refuses
 /// the request with `Error::InsecureTransport` before anything is sent: no token fetch and
 /// no API call (DNS maps the name to a local mock, so a leak would be seen).
 #[tokio::test]
@@ -134,7 +134,7 @@ async fn plain_http_to_remote_host_is_refused() {
     assert_eq!(api.calls_async().await, 0);
 }
 
-/// Issue 2, behaviour 9: the refusal names only the origin: the path and query of the
+/// The refusal names only the origin: the path and query of the
 /// request URL (which may carry a credential) are not echoed in the error.
 #[tokio::test]
 async fn plain_http_refusal_names_only_the_origin() {
@@ -157,7 +157,7 @@ async fn plain_http_refusal_names_only_the_origin() {
     assert_eq!(token.calls_async().await, 0);
 }
 
-/// Issue 2, behaviour 9: with `.allow_insecure_http()` the check is off: the token is
+/// With `.allow_insecure_http()` the check is off: the token is
 /// fetched and the request reaches the plain-http, non-loopback origin with it.
 #[tokio::test]
 async fn allow_insecure_http_opts_in() {
@@ -191,7 +191,7 @@ fn remote_token_source(server: &MockServer) -> HttpTokenSource {
         .scope_to(&base(server))
 }
 
-/// Issue 2, behaviour 9: an `HttpTokenSource` whose token URL is plain http to a
+/// An `HttpTokenSource` whose token URL is plain http to a
 /// non-loopback host fails with `Error::InsecureTransport` without sending the credentials.
 #[tokio::test]
 async fn token_source_refuses_plain_http_to_remote_host() {
@@ -225,7 +225,7 @@ async fn token_source_refuses_plain_http_to_remote_host() {
     );
 }
 
-/// Issue 2, behaviour 9: the token source's own `.allow_insecure_http()` opts in: the same
+/// The token source's own `.allow_insecure_http()` opts in: the same
 /// plain-http token URL is then used.
 #[tokio::test]
 async fn token_source_allow_insecure_http_opts_in() {
@@ -245,7 +245,7 @@ async fn token_source_allow_insecure_http_opts_in() {
     assert_eq!(api.calls_async().await, 1);
 }
 
-/// Issue 2, behaviour 9: plain http to a loopback token endpoint is allowed by default (the
+/// Plain http to a loopback token endpoint is allowed by default (the
 /// test source talks to `http://127.0.0.1:<port>`), so local development needs no opt-in.
 #[tokio::test]
 async fn plain_http_to_loopback_is_allowed() {

@@ -36,7 +36,7 @@ pub fn retries() -> RetryPolicy {
     }
 }
 
-/// The test-only token source of issue 2: POSTs `{"client_id","client_secret"}` as JSON to
+/// The test-only token source: POSTs `{"client_id","client_secret"}` as JSON to
 /// `<server>/token` and reads an OAuth 2.0 style answer. It is a thin wrapper over the
 /// crate's public `TokenSource` trait, so the trait itself is exercised.
 #[derive(Debug, Clone)]
