@@ -1424,3 +1424,55 @@ async fn tokens_obtained_elsewhere_can_be_stored_and_refreshed() {
         ["api:Bearer tok-elsewhere", "save:rt-2", "api:Bearer tok-1"]
     );
 }
+
+/// A refresh that the cache gives up on (its fetch deadline passes while the answer is on its
+/// way) still saves the rotated refresh token: the request and the save run in a task of their
+/// own that holds the store's lock. The next fetch finds the rotated login and uses its access
+/// token instead of resending the consumed refresh token.
+#[tokio::test]
+async fn a_refresh_abandoned_at_the_fetch_deadline_still_saves_the_rotated_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let tenant = server
+        .mock_async(|when, then| {
+            when.method("POST")
+                .path(TOKEN_PATH)
+                .body_includes("refresh_token=rt-1");
+            then.delay(Duration::from_millis(300)).status(200).header("content-type", "application/json").body(
+                r#"{"access_token":"tok-1","refresh_token":"rt-2","token_type":"Bearer","expires_in":3600}"#,
+            );
+        })
+        .await;
+    let store = MemoryStore::new();
+    store
+        .save(KEY, &login(&clock, "rt-1", Duration::ZERO))
+        .await
+        .unwrap();
+    let mw = middleware(&server, Arc::new(store.clone()), &clock)
+        .fetch_deadline(Duration::from_millis(50));
+    let cache = mw.token_cache().clone();
+
+    let err = cache.token().await.unwrap_err();
+    assert!(matches!(err, Error::FetchTimeout { .. }), "{err:?}");
+    // Nobody waits for the refresh any more; its answer is saved all the same (real time,
+    // bounded: the endpoint answers after 300 ms).
+    let mut saved = None;
+    for _ in 0..300 {
+        let stored = store.load(KEY).await.unwrap().unwrap();
+        let rt = stored.refresh_token.map(|s| s.expose_secret().to_owned());
+        if rt.as_deref() == Some("rt-2") {
+            saved = rt;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        saved.as_deref(),
+        Some("rt-2"),
+        "the rotated token was saved"
+    );
+
+    let lease = cache.token().await.unwrap();
+    assert_eq!(lease.header_value(), "Bearer tok-1");
+    assert_eq!(tenant.calls_async().await, 1, "rt-1 was sent once");
+}

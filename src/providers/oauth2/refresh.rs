@@ -27,7 +27,7 @@ use super::login::stored_from_token;
 use super::OAuthClient;
 use crate::error::Error;
 use crate::source::{FetchContext, FetchReason, TokenSource};
-use crate::store::{DeadLogin, StoredTokens, TokenStore};
+use crate::store::{DeadLogin, StoreLock, StoredTokens, TokenStore};
 use crate::token::Token;
 use crate::{AuthMiddleware, ErrorShape, Param};
 
@@ -101,8 +101,8 @@ pub struct RefreshToken {
     params: Vec<(String, String)>,
     /// Tokens the server issued that could not be saved yet: saved first at the next fetch,
     /// and used as they are while the store fails, so a failing store does not lose a rotated
-    /// refresh token.
-    unsaved: Mutex<Option<StoredTokens>>,
+    /// refresh token. Shared with the task that sends a refresh and saves its answer.
+    unsaved: Arc<Mutex<Option<StoredTokens>>>,
     /// The access token this source handed out last. Found again in the store, it means no
     /// one refreshed since: an expiring token is then refreshed, not re-read.
     handed_out: Mutex<Option<SecretString>>,
@@ -129,7 +129,7 @@ impl RefreshToken {
             api_scope: Vec::new(),
             session_limit: Some(DEFAULT_SESSION_LIMIT),
             params: Vec::new(),
-            unsaved: Mutex::new(None),
+            unsaved: Arc::default(),
             handed_out: Mutex::new(None),
         }
     }
@@ -161,10 +161,6 @@ impl RefreshToken {
             .take()
     }
 
-    fn keep_unsaved(&self, tokens: StoredTokens) {
-        *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokens);
-    }
-
     fn hand_out(&self, token: Token) -> Token {
         let mut last = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
         *last = Some(token.secret().clone());
@@ -181,19 +177,6 @@ impl RefreshToken {
         }
     }
 
-    /// Saves `tokens`; if the store fails, keeps them in memory (saved first at the next
-    /// fetch) and says so.
-    async fn save_or_keep(&self, tokens: StoredTokens) -> Result<(), Error> {
-        match self.store.save(&self.key, &tokens).await {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                self.keep_unsaved(tokens);
-                tracing::error!(error = %err, "could not save the rotated refresh token; keeping it in memory");
-                Err(err)
-            }
-        }
-    }
-
     /// The login to work with: tokens a failed save left in memory (saved now if the store
     /// allows; used as they are if not), else what the store holds.
     async fn current(&self) -> Result<StoredTokens, Error> {
@@ -204,7 +187,8 @@ impl RefreshToken {
                 self.store.load(&self.key).await,
                 Ok(Some(stored)) if stored.authorized_at != unsaved.authorized_at
             );
-            if !replaced && self.save_or_keep(unsaved.clone()).await.is_err() {
+            let saved = save_or_keep(&*self.store, &self.key, &self.unsaved, unsaved.clone());
+            if !replaced && saved.await.is_err() {
                 // The store still fails: the rotated tokens in memory are the only valid ones.
                 return Ok(unsaved);
             }
@@ -217,7 +201,13 @@ impl RefreshToken {
             })
     }
 
-    async fn refresh(&self, stored: &StoredTokens, cx: &FetchContext) -> Result<Token, Error> {
+    /// Refreshes the login `stored`, under the store's `lock`.
+    async fn refresh(
+        &self,
+        stored: &StoredTokens,
+        cx: &FetchContext,
+        lock: StoreLock,
+    ) -> Result<Token, Error> {
         let now = cx.clock().system_now();
         if let Some(limit) = self.session_limit {
             if now.duration_since(stored.authorized_at).unwrap_or_default() >= limit {
@@ -242,27 +232,62 @@ impl RefreshToken {
         let request = self.client.token_request("refresh_token", params);
         let errors = ErrorShape::oauth2().reauthorize_codes(&["invalid_grant"]);
         tracing::debug!("refreshing the access token with the stored refresh token");
-        match request.request_token(&[], &errors, cx).await {
-            Ok(token) => {
-                // The server has rotated the refresh token: persist it before anything else.
-                // A failed save keeps it in memory, and the access token is still used.
-                let _ = self
-                    .save_or_keep(stored_from_token(&token, now, Some(stored)))
-                    .await;
-                Ok(token)
-            }
-            Err(Error::ReauthorizationRequired { message }) => {
-                // The login is dead: mark it (when, why), keep the tokens for inspection.
-                // Not kept in memory if the store fails: a dead token sent again costs a
-                // request, while a mark saved later could overwrite a new login.
-                let mut dead = stored.clone();
-                dead.dead = Some(DeadLogin::new(cx.clock().system_now(), message.clone()));
-                if let Err(err) = self.store.save(&self.key, &dead).await {
-                    tracing::warn!(error = %err, "could not mark the dead login in the store");
+        // Once sent, the refresh token may be consumed: the request and the save of its answer
+        // run in a task of their own, holding the store's lock, so a caller that gives up (the
+        // cache's fetch deadline, a dropped future) cannot drop the rotated token on the floor
+        // or let another refresh read the store before it is saved.
+        let (store, key, unsaved) = (
+            Arc::clone(&self.store),
+            self.key.clone(),
+            Arc::clone(&self.unsaved),
+        );
+        let (stored, cx) = (stored.clone(), cx.clone());
+        let task = tokio::spawn(async move {
+            let _lock = lock;
+            match request.request_token(&[], &errors, &cx).await {
+                Ok(token) => {
+                    // The server has rotated the refresh token: persist it before anything
+                    // else. A failed save keeps it in memory, and the access token is used.
+                    let tokens = stored_from_token(&token, now, Some(&stored));
+                    let _ = save_or_keep(&*store, &key, &unsaved, tokens).await;
+                    Ok(token)
                 }
-                Err(Error::ReauthorizationRequired { message })
+                Err(Error::ReauthorizationRequired { message }) => {
+                    // The login is dead: mark it (when, why), keep the tokens for inspection.
+                    // Not kept in memory if the store fails: a dead token sent again costs a
+                    // request, while a mark saved later could overwrite a new login.
+                    let mut dead = stored;
+                    dead.dead = Some(DeadLogin::new(cx.clock().system_now(), message.clone()));
+                    if let Err(err) = store.save(&key, &dead).await {
+                        tracing::warn!(error = %err, "could not mark the dead login in the store");
+                    }
+                    Err(Error::ReauthorizationRequired { message })
+                }
+                Err(err) => Err(err),
             }
-            Err(err) => Err(err),
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => Err(Error::SourcePanicked),
+            Err(_) => Err(Error::FetchCancelled),
+        }
+    }
+}
+
+/// Saves `tokens` under `key`; if the store fails, keeps them in `unsaved` (saved first at the
+/// next fetch) and says so.
+async fn save_or_keep(
+    store: &dyn TokenStore,
+    key: &str,
+    unsaved: &Mutex<Option<StoredTokens>>,
+    tokens: StoredTokens,
+) -> Result<(), Error> {
+    match store.save(key, &tokens).await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            *unsaved.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokens);
+            tracing::error!(error = %err, "could not save the rotated refresh token; keeping it in memory");
+            Err(err)
         }
     }
 }
@@ -270,7 +295,7 @@ impl RefreshToken {
 #[async_trait::async_trait]
 impl TokenSource for RefreshToken {
     async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
-        let _lock = self.store.lock(&self.key).await?;
+        let lock = self.store.lock(&self.key).await?;
         let stored = self.current().await?;
         if let Some(dead) = &stored.dead {
             return Err(Error::ReauthorizationRequired {
@@ -288,7 +313,7 @@ impl TokenSource for RefreshToken {
                 return Ok(self.hand_out(token));
             }
         }
-        let token = self.refresh(&stored, cx).await?;
+        let token = self.refresh(&stored, cx, lock).await?;
         Ok(self.hand_out(token))
     }
 
