@@ -108,6 +108,9 @@ pub(crate) struct CacheConfig {
     pub(crate) refresh_ahead: f64,
     pub(crate) retry: RetryPolicy,
     pub(crate) clock: Arc<dyn Clock>,
+    /// `clock` is the real one: the hot path reads `Instant::now()` directly instead of
+    /// through the trait object.
+    pub(crate) system_clock: bool,
     pub(crate) fetch_deadline: Duration,
     pub(crate) rejection_cooldown: Duration,
 }
@@ -119,6 +122,7 @@ impl Default for CacheConfig {
             refresh_ahead: DEFAULT_REFRESH_AHEAD,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            system_clock: true,
             fetch_deadline: DEFAULT_FETCH_DEADLINE,
             rejection_cooldown: DEFAULT_REJECTION_COOLDOWN,
         }
@@ -146,6 +150,14 @@ impl Lease {
     /// The generation of the token; pass it to [`TokenCache::reject`].
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            header: HeaderValue::from_static("Bearer test"),
+            generation: 1,
+        }
     }
 }
 
@@ -347,7 +359,9 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::ManualClock)).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.config_mut().clock = clock;
+        let config = self.config_mut();
+        config.clock = clock;
+        config.system_clock = false;
         self
     }
 
@@ -386,18 +400,45 @@ impl<S: TokenSource> TokenCache<S> {
     /// may still be used; [`Error::FetchTimeout`] when the fetch ran past the
     /// [fetch deadline](Self::fetch_deadline).
     pub async fn token(&self) -> Result<Lease, Error> {
-        let now = self.config.clock.now();
-        if let Some(entry) = &*self.state.current.load() {
-            match entry.freshness(now) {
-                Freshness::Fresh => return Ok(entry.lease()),
-                Freshness::RefreshAhead => {
-                    self.refresh_in_background(entry.generation);
-                    return Ok(entry.lease());
-                }
-                Freshness::Stale => return self.wait_for_fetch(FetchReason::Expiring).await,
-            }
+        match self.cached() {
+            Some(lease) => Ok(lease),
+            None => self.token_slow().await,
         }
-        self.wait_for_fetch(FetchReason::Initial).await
+    }
+
+    /// The hot path of [`token`](Self::token): the cached token if it may be used now
+    /// (starting a background refresh in the refresh-ahead window), without waiting. One
+    /// clock read and one lock-free load.
+    #[inline]
+    pub(crate) fn cached(&self) -> Option<Lease> {
+        let now = if self.config.system_clock {
+            Instant::now()
+        } else {
+            self.config.clock.now()
+        };
+        let current = self.state.current.load();
+        let entry = current.as_ref()?;
+        match entry.freshness(now) {
+            Freshness::Fresh => Some(entry.lease()),
+            Freshness::RefreshAhead => {
+                self.refresh_in_background(entry.generation);
+                Some(entry.lease())
+            }
+            Freshness::Stale => None,
+        }
+    }
+
+    /// The slow path of [`token`](Self::token), boxed so that callers that almost never take
+    /// it (the middleware) do not carry its state in their own future.
+    pub(crate) fn token_slow(&self) -> BoxFuture<'_, Result<Lease, Error>> {
+        Box::pin(async move {
+            let reason = if self.state.current.load().is_some() {
+                FetchReason::Expiring
+            } else {
+                FetchReason::Initial
+            };
+            self.wait_for_fetch(reason).await
+        })
     }
 
     /// Reports that the API rejected the token of `generation`, and returns a new one.
@@ -419,8 +460,8 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// The token to replay a rejected request with: the replacement of a rejected token,
     /// fetched with [`FetchReason::Rejected`] (or joined, when another request started it).
-    pub(crate) async fn replacement(&self) -> Result<Lease, Error> {
-        self.wait_for_fetch(FetchReason::Rejected).await
+    pub(crate) fn replacement(&self) -> BoxFuture<'_, Result<Lease, Error>> {
+        Box::pin(self.wait_for_fetch(FetchReason::Rejected))
     }
 
     /// Records a rejection of the token of `generation`: drops that token unless it was

@@ -489,3 +489,68 @@ async fn a_401_from_a_foreign_origin_after_a_redirect_is_not_a_rejection() {
     assert_eq!(redirect.calls_async().await, 5, "no replays");
     assert_eq!(elsewhere.calls_async().await, 5);
 }
+
+/// A request without a body is replayed with the same method, query, headers and HTTP version
+/// and exactly one (new) `Authorization` header.
+#[tokio::test]
+async fn a_bodiless_request_is_replayed_with_its_method_query_and_headers() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let mock = |token: &'static str, status: u16| {
+        server.mock_async(move |when, then| {
+            when.method(Method::DELETE)
+                .path(API_PATH)
+                .query_param("id", "7")
+                .header("x-request", "original")
+                .header("authorization", format!("Bearer {token}"))
+                .is_true(one_authorization_header);
+            then.status(status);
+        })
+    };
+    let rejected = mock("tok-1", 401).await;
+    let replayed = mock("tok-2", 204).await;
+    let others = unexpected_api_calls(&server).await;
+    let client = client(middleware(&server, &clock));
+
+    let res = client
+        .delete(server.url(API_PATH))
+        .query(&[("id", "7")])
+        .header("x-request", "original")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(res.status(), 204);
+    assert_eq!(rejected.calls_async().await, 1);
+    assert_eq!(replayed.calls_async().await, 1);
+    assert_eq!(others.calls_async().await, 0);
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// The replay keeps the request's own timeout: a replay that the API answers too slowly fails
+/// with a timeout instead of waiting (real time: the timeout is reqwest's).
+#[tokio::test]
+async fn the_replay_keeps_the_request_timeout() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    api_mock(&server, Method::GET, "tok-1", 401, Duration::ZERO).await;
+    let slow = api_mock(&server, Method::GET, "tok-2", 200, Duration::from_secs(5)).await;
+    let client = client(middleware(&server, &clock));
+
+    let started = std::time::Instant::now();
+    let err = client
+        .get(server.url(API_PATH))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .expect_err("the replay times out");
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(slow.calls_async().await, 1);
+}
