@@ -215,7 +215,8 @@ fn authorize(req: &mut Request, lease: Lease) -> u64 {
 
 /// What a replay needs of a request, copied before it is sent. A request without a body
 /// (most API calls) is copied field by field: `Request::try_clone` would also allocate an
-/// extensions map to carry an absent timeout, then throw it away. A request with a body is
+/// extensions map to carry an absent timeout, then throw it away; and headers are copied only
+/// when there are others than the `Authorization` this layer set. A request with a body is
 /// copied by `try_clone`, which shares the body's bytes; a streaming body cannot be copied.
 // The large variant is the common one; boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
@@ -223,7 +224,9 @@ enum ReplayCopy {
     Bodiless {
         method: Method,
         url: Url,
-        headers: HeaderMap,
+        /// `None` when the only header was the `Authorization` this layer set (a plain `GET`):
+        /// the replay gets a new one anyway.
+        headers: Option<HeaderMap>,
         version: Version,
         timeout: Option<Duration>,
     },
@@ -239,7 +242,7 @@ impl ReplayCopy {
         Some(Self::Bodiless {
             method: req.method().clone(),
             url: req.url().clone(),
-            headers: req.headers().clone(),
+            headers: (req.headers().len() > 1).then(|| req.headers().clone()),
             version: req.version(),
             timeout: req.timeout().copied(),
         })
@@ -256,7 +259,9 @@ impl ReplayCopy {
                 timeout,
             } => {
                 let mut req = Request::new(method, url);
-                *req.headers_mut() = headers;
+                if let Some(headers) = headers {
+                    *req.headers_mut() = headers;
+                }
                 *req.version_mut() = version;
                 if timeout.is_some() {
                     *req.timeout_mut() = timeout;
