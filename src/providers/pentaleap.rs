@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use http::header::AUTHORIZATION;
 use http::{Extensions, HeaderValue};
@@ -184,20 +186,33 @@ impl ApiKeyAuth {
     }
 }
 
-#[async_trait::async_trait]
 impl Middleware for ApiKeyAuth {
-    async fn handle(
-        &self,
+    // Written out rather than with `#[async_trait]`: all the work is synchronous, so the layer
+    // adds no future of its own; the request goes on as the next layer's future.
+    fn handle<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
         mut req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        if !self.scope.applies_to(&req)? {
-            return next.run(req, extensions).await;
+        extensions: &'life1 mut Extensions,
+        next: Next<'life2>,
+    ) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<Response>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        let header = match self.scope.applies_to(&req) {
+            Ok(false) => return next.run(req, extensions),
+            Ok(true) => self.keys.for_path(req.url().path()),
+            Err(err) => Err(err),
+        };
+        match header {
+            Ok(header) => {
+                req.headers_mut().insert(AUTHORIZATION, header.clone());
+                next.run(req, extensions)
+            }
+            Err(err) => Box::pin(std::future::ready(Err(err.into()))),
         }
-        let header = self.keys.for_path(req.url().path())?.clone();
-        req.headers_mut().insert(AUTHORIZATION, header);
-        next.run(req, extensions).await
     }
 }
 
