@@ -280,7 +280,7 @@ impl<S: TokenSource> AuthMiddleware<S> {
         &self,
         response: Response,
         generation: u64,
-        replay: Option<ReplayCopy>,
+        replay: ReplayCopy,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
@@ -290,11 +290,7 @@ impl<S: TokenSource> AuthMiddleware<S> {
         }
         // Drops the token (the next request fetches a new one) unless it was replaced already
         // or a rejection-driven fetch happened within the cool-down.
-        let rejection = self.cache.note_rejection(generation);
-        let Some(replay) = replay else {
-            return Ok(response);
-        };
-        if rejection == Rejection::CoolingDown {
+        if self.cache.note_rejection(generation) == Rejection::CoolingDown {
             return Ok(response);
         }
         tracing::debug!(status = %response.status(), "api rejected the token; refreshing and replaying once");
@@ -307,24 +303,54 @@ impl<S: TokenSource> AuthMiddleware<S> {
 
 impl<S: TokenSource> AuthMiddleware<S> {
     /// Sends `req` with the token of `lease`, keeping a copy to replay it once if the API
-    /// rejects the token. Everything before the send runs synchronously, so the returned
-    /// future holds little more than the replay copy.
+    /// rejects the token (unless replay is off for it). Everything before the send runs
+    /// synchronously; the future holds only what lives across the send.
     fn send_authorized<'a>(
         &'a self,
         mut req: Request,
         lease: Lease,
         extensions: &'a mut Extensions,
         next: Next<'a>,
-    ) -> impl std::future::Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
+    ) -> BoxFuture<'a, reqwest_middleware::Result<Response>> {
         let generation = authorize(&mut req, lease);
         let replay = if self.replay && extensions.get::<NoReplay>().is_none() {
             ReplayCopy::of(&req)
         } else {
             None
         };
+        match replay {
+            Some(replay) => {
+                Box::pin(self.send_with_replay(req, replay, generation, extensions, next))
+            }
+            None => Box::pin(async move {
+                let response = next.run(req, extensions).await?;
+                if self.rejection.is_token_rejected(&response)
+                    && self.scope.origins.contains(response.url())
+                {
+                    // No copy to replay: the caller gets the rejection; the token is dropped
+                    // for the next request (unless rejections are cooling down).
+                    self.cache.note_rejection(generation);
+                }
+                Ok(response)
+            }),
+        }
+    }
+
+    /// Sends `req`, and replays `replay` once with a new token if the API rejects this one.
+    // Not an `async fn`: its arguments would be stored in the future twice (848 bytes instead
+    // of 568); an `async move` block holds them once.
+    #[allow(clippy::manual_async_fn)]
+    fn send_with_replay<'a>(
+        &'a self,
+        req: Request,
+        replay: ReplayCopy,
+        generation: u64,
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+    ) -> impl Future<Output = reqwest_middleware::Result<Response>> + Send + 'a {
         async move {
-            // The rejection path is rarely taken: a boxed future of its own, so its state stays
-            // out of this one. The block ends the response's storage before that await.
+            // The rejection path is rarely taken: a boxed future of its own, so its state
+            // stays out of this one. The block ends the response's storage before that await.
             let after: BoxFuture<'_, _> = {
                 let sent = next.clone().run(req, extensions).await;
                 match sent {
@@ -371,7 +397,7 @@ impl<S: TokenSource> Middleware for AuthMiddleware<S> {
             Ok(false) => next.run(req, extensions),
             Err(err) => Box::pin(std::future::ready(Err(err.into()))),
             Ok(true) => match self.cache.cached() {
-                Some(lease) => Box::pin(self.send_authorized(req, lease, extensions, next)),
+                Some(lease) => self.send_authorized(req, lease, extensions, next),
                 None => Box::pin(self.wait_then_send(req, extensions, next)),
             },
         }
@@ -415,7 +441,8 @@ mod tests {
         #[allow(clippy::diverging_sub_expression)]
         let size = size_of_future(|| {
             let next: Next<'_> = unreachable!("only the type is needed");
-            mw.send_authorized(req, lease, &mut extensions, next)
+            let replay = ReplayCopy::of(&req).unwrap();
+            mw.send_with_replay(req, replay, lease.generation(), &mut extensions, next)
         });
         assert!(size <= 640, "the request future is {size} bytes");
     }
