@@ -172,6 +172,10 @@ struct Entry {
     stale_at: Option<Instant>,
     /// The token's own expiry.
     expires_at: Option<Instant>,
+    /// `refresh_at` and `stale_at` on the hot path's clock ([`hot_clock`]), for a cache on the
+    /// system clock; `u64::MAX` for never.
+    refresh_ns: u64,
+    stale_ns: u64,
 }
 
 enum Freshness {
@@ -186,6 +190,18 @@ impl Entry {
             (_, Some(stale)) if now >= stale => Freshness::Stale,
             (Some(refresh), _) if now >= refresh => Freshness::RefreshAhead,
             _ => Freshness::Fresh,
+        }
+    }
+
+    /// [`freshness`](Self::freshness) at `now_ns` on the hot path's clock.
+    #[inline]
+    fn freshness_ns(&self, now_ns: u64) -> Freshness {
+        if now_ns >= self.stale_ns {
+            Freshness::Stale
+        } else if now_ns >= self.refresh_ns {
+            Freshness::RefreshAhead
+        } else {
+            Freshness::Fresh
         }
     }
 
@@ -411,14 +427,14 @@ impl<S: TokenSource> TokenCache<S> {
     /// clock read and one lock-free load.
     #[inline]
     pub(crate) fn cached(&self) -> Option<Lease> {
-        let now = if self.config.system_clock {
-            Instant::now()
-        } else {
-            self.config.clock.now()
-        };
         let current = self.state.current.load();
         let entry = current.as_ref()?;
-        match entry.freshness(now) {
+        let freshness = if self.config.system_clock {
+            entry.freshness_ns(hot_clock::coarse_now())
+        } else {
+            entry.freshness(self.config.clock.now())
+        };
+        match freshness {
             Freshness::Fresh => Some(entry.lease()),
             Freshness::RefreshAhead => {
                 self.refresh_in_background(entry.generation);
@@ -675,6 +691,8 @@ fn new_entry(token: Token, generation: u64, config: &CacheConfig, held: Option<&
         refresh_at: None,
         stale_at: None,
         expires_at: None,
+        refresh_ns: u64::MAX,
+        stale_ns: u64::MAX,
         token,
         generation,
     };
@@ -695,6 +713,17 @@ fn new_entry(token: Token, generation: u64, config: &CacheConfig, held: Option<&
         } else {
             (entry.refresh_at, entry.stale_at) = (Some(r), Some(s));
         }
+        if config.system_clock {
+            let base = hot_clock::precise_now();
+            let on_hot_clock = |at: Option<Instant>| {
+                at.map_or(u64::MAX, |at| {
+                    let nanos = u64::try_from(at.saturating_duration_since(now).as_nanos());
+                    base.saturating_add(nanos.unwrap_or(u64::MAX))
+                })
+            };
+            entry.refresh_ns = on_hot_clock(entry.refresh_at);
+            entry.stale_ns = on_hot_clock(entry.stale_at);
+        }
     }
     tracing::debug!(
         generation,
@@ -702,6 +731,48 @@ fn new_entry(token: Token, generation: u64, config: &CacheConfig, held: Option<&
         "new token cached"
     );
     entry
+}
+
+/// The clock the hot path reads for a cache on the system clock, in nanoseconds of the
+/// monotonic clock. On Linux it is `CLOCK_MONOTONIC_COARSE`: a few nanoseconds to read (the
+/// precise clock costs several times that on every request) and at most one scheduler tick
+/// (1-4 ms) behind, which only delays a refresh decision by that much. Deadlines are placed on
+/// it with the precise reading of the same clock, so the coarse one never runs ahead of them.
+mod hot_clock {
+    #[cfg(target_os = "linux")]
+    fn nanos(clock: rustix::time::ClockId) -> u64 {
+        let t = rustix::time::clock_gettime(clock);
+        // Monotonic time is never negative.
+        (t.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as u64)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub(super) fn coarse_now() -> u64 {
+        nanos(rustix::time::ClockId::MonotonicCoarse)
+    }
+
+    #[cfg(target_os = "linux")]
+    pub(super) fn precise_now() -> u64 {
+        nanos(rustix::time::ClockId::Monotonic)
+    }
+
+    /// Elsewhere: `Instant`, counted from a process-wide origin.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn coarse_now() -> u64 {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn precise_now() -> u64 {
+        coarse_now()
+    }
 }
 
 /// Expiry times computed at two fetches of one token differ by clock rounding; a token whose
@@ -812,6 +883,46 @@ mod tests {
         assert_eq!(s - now, Duration::from_millis(7500));
         assert!(r <= s);
         assert_eq!(e - now, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_hot_clock_never_runs_ahead_of_the_precise_one() {
+        for _ in 0..10_000 {
+            let coarse = hot_clock::coarse_now();
+            assert!(coarse <= hot_clock::precise_now());
+        }
+    }
+
+    #[test]
+    fn entries_on_the_system_clock_place_their_deadlines_on_the_hot_clock() {
+        let config = CacheConfig::default();
+        let token = Token::bearer("t")
+            .unwrap()
+            .expires_in(Duration::from_secs(3600));
+        let before = hot_clock::precise_now();
+        let entry = new_entry(token, 1, &config, None);
+        let after = hot_clock::precise_now();
+        let secs = |s: u64| s * 1_000_000_000;
+        assert!((before + secs(3550)..=after + secs(3550)).contains(&entry.refresh_ns));
+        assert!((before + secs(3570)..=after + secs(3570)).contains(&entry.stale_ns));
+        assert!(matches!(
+            entry.freshness_ns(hot_clock::coarse_now()),
+            Freshness::Fresh
+        ));
+        assert!(matches!(
+            entry.freshness_ns(entry.refresh_ns),
+            Freshness::RefreshAhead
+        ));
+        assert!(matches!(
+            entry.freshness_ns(entry.stale_ns),
+            Freshness::Stale
+        ));
+
+        let unknown = new_entry(Token::bearer("t").unwrap(), 2, &config, None);
+        assert!(matches!(
+            unknown.freshness_ns(u64::MAX - 1),
+            Freshness::Fresh
+        ));
     }
 
     #[test]
