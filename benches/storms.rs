@@ -2,7 +2,7 @@
 //! per refresh, and does anybody wait for it?
 //!
 //! ```sh
-//! cargo bench --bench storms      # about 25 s; exits non-zero if a storm invariant breaks
+//! cargo bench --bench storms      # about 20 s; exits non-zero if a storm invariant breaks
 //! ```
 //!
 //! Set-up: an in-process hyper 1 server on loopback (its own thread, a current-thread
