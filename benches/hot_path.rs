@@ -1,32 +1,24 @@
-//! What the auth layer costs per request once a token is cached.
+//! Single steps of the auth layer's per-request work, one at a time, without HTTP: where the
+//! cost goes, not what a request costs. The cost per request is measured as a whole by
+//! `benches/layer.rs` (a `send()` through the chain, no network) and `benches/load.rs` (CPU per
+//! request against an in-process server); see BENCHMARKS.md.
 //!
 //! ```sh
-//! cargo bench --bench hot_path                 # everything, under ~2 minutes
 //! taskset -c 0 cargo bench --bench hot_path    # pinned to one core: steadier numbers
 //! ```
 //!
-//! Two groups:
+//! The group `cached_token`:
+//! - `instant_now`: a baseline, one precise clock read.
+//! - `token`: [`TokenCache::token`] with a cached, fresh token (one clock read, one lock-free
+//!   load, one `HeaderValue` clone).
+//! - `token_and_header_insert`: the same plus inserting the value as `Authorization` into a
+//!   `HeaderMap` that already holds a few headers.
+//! - `try_clone/get` and `try_clone/post_1KiB`: [`reqwest::Request::try_clone`], for
+//!   comparison with the layer's own replay copy (which skips the parts a replay does not
+//!   need).
 //!
-//! * `cached_token`: the per-request work of the layer without any HTTP.
-//!   - `instant_now`: a baseline, the one clock read inside `token()`.
-//!   - `token`: [`TokenCache::token`] with a cached, fresh token (one clock read, one
-//!     lock-free load, one `HeaderValue` clone).
-//!   - `token_and_header_insert`: the same plus inserting the value as `Authorization` into
-//!     a `HeaderMap` that already holds a few headers: what the layer does to every request
-//!     in its scope. Target: under 100 ns.
-//!   - `try_clone/get` and `try_clone/post_1KiB`: [`reqwest::Request::try_clone`], the copy
-//!     kept before sending so a request rejected with a 401 can be replayed; the other
-//!     per-request cost (skipped with `without_replay` or [`NoReplay`]).
-//! * `through_layer`: one full `GET` over loopback to an in-process httpmock server, three
-//!   ways: a plain `reqwest::Client` with a static `Authorization` header, a
-//!   `ClientWithMiddleware` with no middleware and the same static header, and a
-//!   `ClientWithMiddleware` with [`AuthMiddleware`] (token cached before measuring). The
-//!   layer's overhead is the difference; expect it to be lost in the noise of the round trip.
-//!
-//! The token source of `cached_token` is an in-memory [`TokenSource`], so nothing but the
-//! cache is measured. Both groups use a current-thread tokio runtime.
-//!
-//! [`NoReplay`]: reqwest_partner_auth::NoReplay
+//! The token source is an in-memory [`TokenSource`], so nothing but the cache is measured, on a
+//! current-thread tokio runtime.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -34,13 +26,8 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue};
-use httpmock::{Method::GET, Method::POST, MockServer};
-use reqwest_middleware::ClientBuilder;
-use reqwest_partner_auth::{
-    AuthMiddleware, Error, FetchContext, HttpTokenSource, Param, Token, TokenCache, TokenSource,
-};
+use reqwest_partner_auth::{Error, FetchContext, Token, TokenCache, TokenSource};
 use tokio::runtime::Runtime;
-use url::Url;
 
 /// A source that mints a one-hour token in memory: no HTTP in the hot-path group.
 #[derive(Debug)]
@@ -125,91 +112,8 @@ fn cached_token(c: &mut Criterion) {
     );
 }
 
-fn through_layer(c: &mut Criterion) {
-    let rt = runtime();
-    let server = rt.block_on(MockServer::start_async());
-    let token_mock = server.mock(|when, then| {
-        when.method(POST).path("/oauth/token");
-        then.status(200)
-            .header("content-type", "application/json")
-            .body(r#"{"access_token":"bench-token","token_type":"Bearer","expires_in":3600}"#);
-    });
-    server.mock(|when, then| {
-        when.method(GET).path("/v1/campaigns");
-        then.status(200)
-            .header("content-type", "application/json")
-            .body(r#"{"campaigns":[{"id":1,"name":"Spring"}]}"#);
-    });
-
-    let base = Url::parse(&server.base_url()).expect("server url");
-    let url = base.join("/v1/campaigns").expect("api url");
-    let mut bearer = HeaderValue::from_static("Bearer bench-token");
-    bearer.set_sensitive(true);
-
-    let plain = reqwest::Client::new();
-    let bare_chain = ClientBuilder::new(reqwest::Client::new()).build();
-    let source = HttpTokenSource::post(base.join("/oauth/token").expect("token url"))
-        .param("client_id", Param::text("bench-client"))
-        .param("client_secret", Param::secret("bench-secret"))
-        .scope_to(&base);
-    let with_auth = ClientBuilder::new(reqwest::Client::new())
-        .with(AuthMiddleware::from_source(source))
-        .build();
-    rt.block_on(async {
-        let res = with_auth
-            .get(url.clone())
-            .send()
-            .await
-            .expect("priming call");
-        assert_eq!(res.status(), 200, "priming call");
-    });
-
-    let mut group = c.benchmark_group("through_layer");
-    group
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-
-    group.bench_function("reqwest_static_header", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = plain
-                .get(url.clone())
-                .header(AUTHORIZATION, bearer.clone())
-                .send()
-                .await
-                .expect("response");
-            res.bytes().await.expect("body")
-        });
-    });
-    group.bench_function("middleware_chain_static_header", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = bare_chain
-                .get(url.clone())
-                .header(AUTHORIZATION, bearer.clone())
-                .send()
-                .await
-                .expect("response");
-            res.bytes().await.expect("body")
-        });
-    });
-    group.bench_function("auth_middleware", |b| {
-        b.to_async(&rt).iter(|| async {
-            let res = with_auth.get(url.clone()).send().await.expect("response");
-            res.bytes().await.expect("body")
-        });
-    });
-    group.finish();
-
-    assert_eq!(
-        token_mock.calls(),
-        1,
-        "the token is fetched once, then cached"
-    );
-}
-
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     cached_token(&mut c);
-    through_layer(&mut c);
     c.final_summary();
 }
