@@ -213,24 +213,38 @@ fn authorize(req: &mut Request, lease: Lease) -> u64 {
     generation
 }
 
-/// What a replay needs of a request, copied before it is sent. A request without a body
-/// (most API calls) is copied field by field: `Request::try_clone` would also allocate an
-/// extensions map to carry an absent timeout, then throw it away; and headers are copied only
-/// when there are others than the `Authorization` this layer set. A request with a body is
-/// copied by `try_clone`, which shares the body's bytes; a streaming body cannot be copied.
-// The large variant is the common one; boxing it would cost an allocation per request.
-#[allow(clippy::large_enum_variant)]
+/// What a replay needs of a request, copied before it is sent, and no more.
+///
+/// A request without a body (most API calls) is copied field by field, without its URL: the
+/// replay goes to the URL the rejection came from. For `GET` and `HEAD` that is always right
+/// (a redirect keeps them as they are, so the final URL is what was asked for); for other
+/// methods a fingerprint of the URL tells whether the rejection came from the URL the request
+/// was sent to, and a request that was redirected first is not replayed. Headers are copied
+/// only when there are others than the `Authorization` this layer set, and the timeout is
+/// kept (`Request::try_clone` also allocates an extensions map for an absent one).
+///
+/// A request with a body is copied by `try_clone`, which shares the body's bytes; a streaming
+/// body cannot be copied.
 enum ReplayCopy {
     Bodiless {
         method: Method,
-        url: Url,
-        /// `None` when the only header was the `Authorization` this layer set (a plain `GET`):
-        /// the replay gets a new one anyway.
-        headers: Option<HeaderMap>,
+        /// `None` for `GET` and `HEAD`.
+        url_fingerprint: Option<u64>,
+        /// `None` when the only header was the `Authorization` this layer set.
+        headers: Option<Box<HeaderMap>>,
         version: Version,
         timeout: Option<Duration>,
     },
     WithBody(Box<Request>),
+}
+
+/// A fingerprint of a URL, to tell whether a response came from the URL a request was sent
+/// to (a collision would only replay to the final URL, which is in scope: it was checked).
+fn url_fingerprint(url: &Url) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    url.as_str().hash(&mut hasher);
+    hasher.finish()
 }
 
 impl ReplayCopy {
@@ -239,34 +253,41 @@ impl ReplayCopy {
         if req.body().is_some() {
             return req.try_clone().map(|copy| Self::WithBody(Box::new(copy)));
         }
+        let method = req.method().clone();
+        let keeps_method = method == Method::GET || method == Method::HEAD;
         Some(Self::Bodiless {
-            method: req.method().clone(),
-            url: req.url().clone(),
-            headers: (req.headers().len() > 1).then(|| req.headers().clone()),
+            url_fingerprint: (!keeps_method).then(|| url_fingerprint(req.url())),
+            method,
+            headers: (req.headers().len() > 1).then(|| Box::new(req.headers().clone())),
             version: req.version(),
             timeout: req.timeout().copied(),
         })
     }
 
-    fn into_request(self) -> Request {
+    /// The request to replay, given the URL the rejection came from; `None` when it cannot
+    /// be replayed there.
+    fn into_request(self, rejected_at: &Url) -> Option<Request> {
         match self {
-            Self::WithBody(req) => *req,
+            Self::WithBody(req) => Some(*req),
             Self::Bodiless {
                 method,
-                url,
+                url_fingerprint: fingerprint,
                 headers,
                 version,
                 timeout,
             } => {
-                let mut req = Request::new(method, url);
+                if fingerprint.is_some_and(|f| f != url_fingerprint(rejected_at)) {
+                    return None;
+                }
+                let mut req = Request::new(method, rejected_at.clone());
                 if let Some(headers) = headers {
-                    *req.headers_mut() = headers;
+                    *req.headers_mut() = *headers;
                 }
                 *req.version_mut() = version;
                 if timeout.is_some() {
                     *req.timeout_mut() = timeout;
                 }
-                req
+                Some(req)
             }
         }
     }
@@ -293,9 +314,12 @@ impl<S: TokenSource> AuthMiddleware<S> {
         if self.cache.note_rejection(generation) == Rejection::CoolingDown {
             return Ok(response);
         }
+        let Some(mut replay) = replay.into_request(response.url()) else {
+            // Redirected on its way to the rejection: not replayed to another URL.
+            return Ok(response);
+        };
         tracing::debug!(status = %response.status(), "api rejected the token; refreshing and replaying once");
         drop(response);
-        let mut replay = replay.into_request();
         authorize(&mut replay, self.cache.replacement().await?);
         next.run(replay, extensions).await
     }

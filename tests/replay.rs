@@ -554,3 +554,78 @@ async fn the_replay_keeps_the_request_timeout() {
     );
     assert_eq!(slow.calls_async().await, 1);
 }
+
+/// A `GET` the caller's client redirected within the API's origin and that was then rejected
+/// is replayed, once, to the URL it ended at, with a new token.
+#[tokio::test]
+async fn a_redirected_get_is_replayed_at_the_url_it_ended_at() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let moved = server
+        .mock_async(|when, then| {
+            when.method(Method::GET).path(API_PATH);
+            then.status(302).header("location", "/api/v2");
+        })
+        .await;
+    let final_url = |token: &'static str, status: u16| {
+        server.mock_async(move |when, then| {
+            when.method(Method::GET)
+                .path("/api/v2")
+                .header("authorization", format!("Bearer {token}"))
+                .is_true(one_authorization_header);
+            then.status(status);
+        })
+    };
+    let rejected = final_url("tok-1", 401).await;
+    let replayed = final_url("tok-2", 200).await;
+    let client = client(middleware(&server, &clock));
+
+    let res = client.get(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        moved.calls_async().await,
+        1,
+        "the replay goes to the final url"
+    );
+    assert_eq!(rejected.calls_async().await, 1);
+    assert_eq!(replayed.calls_async().await, 1);
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// A bodiless request other than `GET`/`HEAD` that was redirected before it was rejected is
+/// not replayed (its replay cannot be sent to the URL it was first sent to); the 401 goes back
+/// and the token is dropped, so the next request carries a new one.
+#[tokio::test]
+async fn a_redirected_delete_is_not_replayed() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let moved = server
+        .mock_async(|when, then| {
+            when.method(Method::DELETE).path(API_PATH);
+            then.status(307).header("location", "/api/v2");
+        })
+        .await;
+    let rejected = server
+        .mock_async(|when, then| {
+            when.method(Method::DELETE).path("/api/v2");
+            then.status(401);
+        })
+        .await;
+    let client = client(middleware(&server, &clock));
+
+    let res = client.delete(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(res.status(), 401);
+    assert_eq!(moved.calls_async().await, 1);
+    assert_eq!(rejected.calls_async().await, 1, "not replayed");
+    assert_eq!(token.calls_async().await, 1);
+    client.delete(server.url(API_PATH)).send().await.unwrap();
+    assert_eq!(
+        token.calls_async().await,
+        2,
+        "the rejected token was dropped"
+    );
+}
