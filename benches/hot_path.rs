@@ -26,19 +26,11 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderMap, HeaderValue};
-use reqwest_partner_auth::{Error, FetchContext, Token, TokenCache, TokenSource};
+use reqwest_partner_auth::TokenCache;
 use tokio::runtime::Runtime;
 
-/// A source that mints a one-hour token in memory: no HTTP in the hot-path group.
-#[derive(Debug)]
-struct InMemorySource;
-
-#[reqwest_partner_auth::async_trait]
-impl TokenSource for InMemorySource {
-    async fn fetch(&self, _cx: &FetchContext) -> Result<Token, Error> {
-        Ok(Token::bearer("bench-token-0123456789abcdef")?.expires_in(Duration::from_secs(3600)))
-    }
-}
+mod common;
+use common::InMemorySource;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()

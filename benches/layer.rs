@@ -6,7 +6,7 @@
 //! ```
 //!
 //! What: a full `ClientWithMiddleware::send()` of a `GET https://api.partner.example/...`
-//! through a chain whose last middleware (`Canned`, written here) answers with a canned
+//! through a chain whose last middleware (`Canned`, in `benches/common`) answers with a canned
 //! `200` (`http::Response` → `reqwest::Response::from`) without calling `next`: no
 //! connection, no socket, no I/O. What is left is the request builder, the chain and the
 //! layer under test. Variants (group `layer`), each with the canned terminal last:
@@ -16,7 +16,7 @@
 //!   cached before measuring, from an in-memory [`TokenSource`] (no HTTP for the token).
 //! * `auth_without_replay`: the same with `.without_replay()`.
 //! * `api_key`: the crate's [`ApiKeyAuth`] with one default key.
-//! * `min_arc_swap_bearer`: a minimal bearer layer written here: one `ArcSwap` load and one
+//! * `min_arc_swap_bearer`: a minimal bearer layer (`benches/common`): one `ArcSwap` load and one
 //!   header insert, no scoping (what the lightest peer layers do).
 //! * `min_static_header`: a minimal layer inserting one fixed header value.
 //!
@@ -31,116 +31,28 @@
 //! with other work, only runs pinned to one core (`taskset -c 0`) are steady; compare
 //! variants of one run, not numbers across runs.
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use criterion::{criterion_main, Criterion};
-use http::header::{ACCEPT, AUTHORIZATION};
-use http::{Extensions, HeaderValue};
-use reqwest::{Request, Response};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use reqwest_partner_auth::{
-    ApiKeyAuth, AuthMiddleware, Error, FetchContext, PentaleapApiKeys, Token, TokenCache,
-    TokenSource,
-};
+use http::header::ACCEPT;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware};
+use reqwest_partner_auth::{ApiKeyAuth, AuthMiddleware, PentaleapApiKeys, TokenCache};
 use tokio::runtime::Runtime;
 use url::Url;
 
+mod common;
+use common::{auth_header, ArcSwapBearer, Canned, InMemorySource, StaticHeader, TOKEN};
+
 const ORIGIN: &str = "https://api.partner.example";
 const PATH: &str = "/v1/campaigns?page=1";
-
-/// A source that mints a one-hour token in memory: the token never needs HTTP.
-#[derive(Debug)]
-struct InMemorySource;
-
-#[reqwest_partner_auth::async_trait]
-impl TokenSource for InMemorySource {
-    async fn fetch(&self, _cx: &FetchContext) -> Result<Token, Error> {
-        Ok(Token::bearer("bench-token-0123456789abcdef")?.expires_in(Duration::from_secs(3600)))
-    }
-}
-
-/// The terminal layer: answers every request with a canned `200` and never calls `next`.
-struct Canned;
-
-#[reqwest_partner_auth::async_trait]
-impl Middleware for Canned {
-    async fn handle(
-        &self,
-        req: Request,
-        _extensions: &mut Extensions,
-        _next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        // 200 when the request arrives with credentials, 204 without: the check before timing
-        // sees that each layer did its work.
-        let status = if req.headers().contains_key(AUTHORIZATION) {
-            200
-        } else {
-            204
-        };
-        black_box(&req);
-        let res = http::Response::builder()
-            .status(status)
-            .body(Bytes::from_static(b"{}"))
-            .expect("canned response");
-        Ok(Response::from(res))
-    }
-}
-
-/// A minimal bearer layer: one lock-free load, one header insert.
-struct MinArcSwapBearer {
-    header: ArcSwap<HeaderValue>,
-}
-
-#[reqwest_partner_auth::async_trait]
-impl Middleware for MinArcSwapBearer {
-    async fn handle(
-        &self,
-        mut req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let header = HeaderValue::clone(&self.header.load());
-        req.headers_mut().insert(AUTHORIZATION, header);
-        next.run(req, extensions).await
-    }
-}
-
-/// A minimal static-header layer: one header insert of a fixed value.
-struct MinStaticHeader {
-    header: HeaderValue,
-}
-
-#[reqwest_partner_auth::async_trait]
-impl Middleware for MinStaticHeader {
-    async fn handle(
-        &self,
-        mut req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        req.headers_mut().insert(AUTHORIZATION, self.header.clone());
-        next.run(req, extensions).await
-    }
-}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// A header value made at run time, as a real token or key is: its bytes are shared and
-/// reference counted, so a clone costs what the crate's layers pay (a `from_static` value
-/// would clone for free and understate the floor).
-fn sensitive(value: &str) -> HeaderValue {
-    let mut v = HeaderValue::try_from(value.to_owned()).expect("header value");
-    v.set_sensitive(true);
-    v
 }
 
 /// The chain: `layer` (if any), then the canned terminal.
@@ -166,12 +78,8 @@ fn layer(c: &mut Criterion) {
         .without_replay();
     let keys = PentaleapApiKeys::single("bench-api-key-0123456789").expect("api key");
     let api_key = ApiKeyAuth::new(&origin, keys);
-    let arc_swap = MinArcSwapBearer {
-        header: ArcSwap::from_pointee(sensitive("Bearer bench-token-0123456789abcdef")),
-    };
-    let static_header = MinStaticHeader {
-        header: sensitive("Bearer bench-token-0123456789abcdef"),
-    };
+    let arc_swap = ArcSwapBearer(ArcSwap::from_pointee(auth_header("Bearer", TOKEN)));
+    let static_header = StaticHeader(auth_header("Bearer", TOKEN));
 
     let variants: Vec<(&str, u16, ClientWithMiddleware)> = vec![
         ("empty_chain", 204, chain(None)),

@@ -23,9 +23,9 @@
 //! * `D`  the same with [`AuthMiddleware::without_replay`];
 //! * `E`  [`ApiKeyAuth`] (Pentaleap feeds: the key of publisher 1001 is chosen from the path);
 //! * `F`  a plain `reqwest::Client` whose `default_headers` hold a static `Authorization`;
-//! * `G`  a minimal bearer middleware written here: `ArcSwap<HeaderValue>` load, header insert,
+//! * `G`  a minimal bearer middleware (`benches/common`): `ArcSwap<HeaderValue>` load, header insert,
 //!   `next.run`;
-//! * `H`  a minimal static-header middleware written here: `HeaderValue` clone, insert,
+//! * `H`  a minimal static-header middleware (`benches/common`): `HeaderValue` clone, insert,
 //!   `next.run`.
 //!
 //! The crate's layers use an in-memory token source (a one-hour bearer token) and are scoped
@@ -72,7 +72,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::future::join_all;
 use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -81,15 +81,14 @@ use hyper_util::rt::TokioIo;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use reqwest_partner_auth::{
-    ApiKeyAuth, AuthMiddleware, Error, FetchContext, PentaleapApiKeys, Token, TokenCache,
-    TokenSource,
-};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware};
+use reqwest_partner_auth::{ApiKeyAuth, AuthMiddleware, PentaleapApiKeys, TokenCache};
 use tokio::runtime::Runtime;
 use url::Url;
 
-const TOKEN: &str = "bench-token-0123456789abcdef";
+mod common;
+use common::{auth_header, ArcSwapBearer, InMemorySource, StaticHeader, TOKEN};
+
 const API_KEY: &str = "bench-key-0123456789abcdef0";
 const PUBLISHER: &str = "1001";
 const PATH: &str = "/publishers/1001/feed";
@@ -97,57 +96,6 @@ const CONCURRENCIES: [usize; 2] = [1, 64];
 /// The prefix of the machine-readable result lines a parent process reads from its children
 /// (printed when `LOAD_ROWS` is set).
 const ROW: &str = "#row";
-
-/// A source that mints a one-hour token in memory: no token endpoint in the measurement.
-#[derive(Debug)]
-struct InMemorySource;
-
-#[reqwest_partner_auth::async_trait]
-impl TokenSource for InMemorySource {
-    async fn fetch(&self, _cx: &FetchContext) -> Result<Token, Error> {
-        Ok(Token::bearer(TOKEN)?.expires_in(Duration::from_secs(3600)))
-    }
-}
-
-/// The floor for a bearer layer: one lock-free load, one header insert, `next.run`.
-struct ArcSwapBearer(ArcSwap<HeaderValue>);
-
-#[reqwest_partner_auth::async_trait]
-impl Middleware for ArcSwapBearer {
-    async fn handle(
-        &self,
-        mut req: reqwest::Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        let value = HeaderValue::clone(&self.0.load());
-        req.headers_mut().insert(AUTHORIZATION, value);
-        next.run(req, extensions).await
-    }
-}
-
-/// The floor for a static-header layer: one clone, one insert, `next.run`.
-struct StaticHeader(HeaderValue);
-
-#[reqwest_partner_auth::async_trait]
-impl Middleware for StaticHeader {
-    async fn handle(
-        &self,
-        mut req: reqwest::Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<reqwest::Response> {
-        req.headers_mut().insert(AUTHORIZATION, self.0.clone());
-        next.run(req, extensions).await
-    }
-}
-
-/// `Authorization: <scheme> <value>`, marked sensitive, built as the crate builds its own.
-fn auth_header(scheme: &str, value: &str) -> HeaderValue {
-    let mut header = HeaderValue::try_from(format!("{scheme} {value}")).expect("legal header");
-    header.set_sensitive(true);
-    header
-}
 
 /// Requests the server has answered, and how many carried the expected credentials.
 #[derive(Default)]

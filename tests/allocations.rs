@@ -5,101 +5,25 @@
 //! `200` without any I/O, so the only difference between two chains is the layer under test.
 //! Allocations are counted by dhat's global allocator (blocks allocated, whatever their size).
 
-use std::time::Duration;
-
 use arc_swap::ArcSwap;
-use http::header::AUTHORIZATION;
-use http::{Extensions, HeaderValue};
-use reqwest::{Request, Response};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use reqwest_partner_auth::{
-    async_trait, ApiKeyAuth, AuthMiddleware, Error, FetchContext, PentaleapApiKeys, Token,
-    TokenCache, TokenSource,
-};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware};
+use reqwest_partner_auth::{ApiKeyAuth, AuthMiddleware, PentaleapApiKeys, TokenCache};
 use url::Url;
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{auth_header, ArcSwapBearer, Canned, InMemorySource, StaticHeader, TOKEN};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 const ORIGIN: &str = "https://api.partner.example";
 
-#[derive(Debug)]
-struct InMemory;
-
-#[async_trait]
-impl TokenSource for InMemory {
-    async fn fetch(&self, _cx: &FetchContext) -> Result<Token, Error> {
-        Ok(Token::bearer("token-0123456789abcdef")?.expires_in(Duration::from_secs(3600)))
-    }
-}
-
-/// Answers a canned `200` (a `401` if the request has no `Authorization`) without calling
-/// `next`.
-struct Canned;
-
-#[async_trait]
-impl Middleware for Canned {
-    async fn handle(
-        &self,
-        req: Request,
-        _extensions: &mut Extensions,
-        _next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let status = if req.headers().contains_key(AUTHORIZATION) {
-            200
-        } else {
-            401
-        };
-        Ok(Response::from(
-            http::Response::builder()
-                .status(status)
-                .body(Vec::<u8>::new())
-                .unwrap(),
-        ))
-    }
-}
-
-struct MinBearer(ArcSwap<HeaderValue>);
-
-#[async_trait]
-impl Middleware for MinBearer {
-    async fn handle(
-        &self,
-        mut req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        let header = HeaderValue::clone(&self.0.load());
-        req.headers_mut().insert(AUTHORIZATION, header);
-        next.run(req, extensions).await
-    }
-}
-
-struct MinStatic(HeaderValue);
-
-#[async_trait]
-impl Middleware for MinStatic {
-    async fn handle(
-        &self,
-        mut req: Request,
-        extensions: &mut Extensions,
-        next: Next<'_>,
-    ) -> reqwest_middleware::Result<Response> {
-        req.headers_mut().insert(AUTHORIZATION, self.0.clone());
-        next.run(req, extensions).await
-    }
-}
-
 fn chain(layer: impl Middleware) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(layer)
         .with(Canned)
         .build()
-}
-
-/// A header value made at run time (shared, reference-counted bytes), as a token is.
-fn runtime_value(s: &str) -> HeaderValue {
-    HeaderValue::try_from(s.to_owned()).unwrap()
 }
 
 /// Heap blocks allocated per `GET` through `client` (after a warm-up).
@@ -131,13 +55,13 @@ fn the_layers_allocate_no_more_per_request_than_minimal_layers() {
 
     let min_bearer = blocks_per_request(
         &rt,
-        &chain(MinBearer(ArcSwap::from_pointee(runtime_value(
-            "Bearer token-0123456789abcdef",
+        &chain(ArcSwapBearer(ArcSwap::from_pointee(auth_header(
+            "Bearer", TOKEN,
         )))),
     );
-    let min_static = blocks_per_request(&rt, &chain(MinStatic(runtime_value("apikey key-a"))));
+    let min_static = blocks_per_request(&rt, &chain(StaticHeader(auth_header("apikey", "key-a"))));
 
-    let cache = TokenCache::new(InMemory);
+    let cache = TokenCache::new(InMemorySource);
     rt.block_on(cache.token()).unwrap();
     let auth = |replay: bool| {
         let mw = AuthMiddleware::from_cache(cache.clone()).scope_to(&origin);
