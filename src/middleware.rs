@@ -82,7 +82,9 @@ where
 /// * On a rejection (default: a 401) the token is refreshed and the request sent again, once.
 ///   A request whose body cannot be cloned (a stream), or that carries [`NoReplay`], is not
 ///   replayed: its 401 response is returned as is. The second response is always returned,
-///   whatever its status.
+///   whatever its status. A request without a body is replayed to the URL its rejection came
+///   from (for a `GET` your client redirected, the URL it ended at); one with another method
+///   that was redirected on its way there is not replayed.
 /// * Only a rejection from an origin in scope counts: a 401 from another host (reached
 ///   through a redirect your client followed) says nothing about this token and is returned
 ///   as is.
