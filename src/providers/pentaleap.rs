@@ -69,7 +69,8 @@ impl PentaleapApiKeys {
     /// Keys from a map (or any pairs) of publisher id to key.
     ///
     /// ```
-    ///     /// use reqwest_partner_auth::PentaleapApiKeys;
+    /// use std::collections::HashMap;
+    /// use reqwest_partner_auth::PentaleapApiKeys;
     /// let map = HashMap::from([("1001", "key-a"), ("1002", "key-b")]);
     /// let keys = PentaleapApiKeys::from_publishers(map)?;
     /// # Ok::<(), reqwest_partner_auth::Error>(())
