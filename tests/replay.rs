@@ -629,3 +629,33 @@ async fn a_redirected_delete_is_not_replayed() {
         "the rejected token was dropped"
     );
 }
+
+/// `TokenCache::invalidate` drops the token of the generation it names, whatever the
+/// rejection cool-down, and nothing else: a stale generation is ignored, and the next request
+/// fetches a new token.
+#[tokio::test]
+async fn invalidate_drops_only_the_named_generation() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let cache = middleware(&server, &clock).token_cache().clone();
+
+    let first = cache.token().await.unwrap();
+    let second = cache
+        .reject(first.generation())
+        .await
+        .unwrap()
+        .expect("a new token");
+    cache.invalidate(first.generation());
+    assert_eq!(
+        cache.generation(),
+        Some(second.generation()),
+        "a stale generation"
+    );
+
+    cache.invalidate(second.generation());
+    assert_eq!(cache.generation(), None, "dropped within the cool-down too");
+    let third = cache.token().await.unwrap();
+    assert_eq!(third.header_value(), "Bearer tok-3");
+    assert_eq!(token.calls_async().await, 3);
+}
