@@ -328,29 +328,38 @@ impl<S> Clone for TokenCache<S> {
     }
 }
 
-impl<S: TokenSource> TokenCache<S> {
-    /// A cache with the default policy on the real clock.
-    pub fn new(source: S) -> Self {
-        Self {
-            state: Arc::new(State {
-                source,
-                current: ArcSwapOption::empty(),
-                flights: Mutex::new(Flights::default()),
-                generations: AtomicU64::new(0),
-                background_paused_until: Mutex::new(None),
-            }),
-            config: Arc::new(CacheConfig::default()),
-        }
-    }
+/// Collects a [`TokenCache`]'s policy; [`build`](Self::build) freezes it.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_partner_auth::{engine::HttpTokenSource, TokenCache};
+/// # let source = HttpTokenSource::post(url::Url::parse("https://auth.partner.example/token").unwrap());
+/// let cache = TokenCache::builder(source)
+///     .refresh_skew(Duration::from_secs(60))
+///     .fetch_deadline(Duration::from_secs(10))
+///     .build();
+/// // Every clone shares the token and this policy.
+/// let shared = cache.clone();
+/// # let _ = shared;
+/// ```
+pub struct TokenCacheBuilder<S> {
+    source: S,
+    config: CacheConfig,
+}
 
-    fn config_mut(&mut self) -> &mut CacheConfig {
-        Arc::make_mut(&mut self.config)
+impl<S> std::fmt::Debug for TokenCacheBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCacheBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
+}
 
+impl<S: TokenSource> TokenCacheBuilder<S> {
     /// How long before expiry requests stop using a token and wait for a new one (cut to a
     /// quarter of the lifetime for short-lived tokens). Default [`DEFAULT_REFRESH_SKEW`].
     pub fn refresh_skew(mut self, skew: Duration) -> Self {
-        self.config_mut().skew = skew;
+        self.config.skew = skew;
         self
     }
 
@@ -359,7 +368,7 @@ impl<S: TokenSource> TokenCache<S> {
     /// runs while requests keep using the current token. Default [`DEFAULT_REFRESH_AHEAD`];
     /// 0 turns refresh-ahead off.
     pub fn refresh_ahead(mut self, share: f64) -> Self {
-        self.config_mut().refresh_ahead = if share.is_finite() {
+        self.config.refresh_ahead = if share.is_finite() {
             share.clamp(0.0, 1.0)
         } else {
             0.0
@@ -369,13 +378,13 @@ impl<S: TokenSource> TokenCache<S> {
 
     /// How transient token-endpoint failures are retried.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.config_mut().retry = policy;
+        self.config.retry = policy;
         self
     }
 
-    /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::ManualClock)).
+    /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::clock::ManualClock)).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        let config = self.config_mut();
+        let config = &mut self.config;
         config.clock = clock;
         config.system_clock = false;
         self
@@ -385,7 +394,7 @@ impl<S: TokenSource> TokenCache<S> {
     /// Default [`DEFAULT_FETCH_DEADLINE`]. Past it, callers whose token has not expired get
     /// it, the others [`Error::FetchTimeout`], and the next caller starts a new fetch.
     pub fn fetch_deadline(mut self, deadline: Duration) -> Self {
-        self.config_mut().fetch_deadline = deadline;
+        self.config.fetch_deadline = deadline;
         self
     }
 
@@ -393,8 +402,37 @@ impl<S: TokenSource> TokenCache<S> {
     /// goes back to the caller and the token stays). Default [`DEFAULT_REJECTION_COOLDOWN`];
     /// `Duration::ZERO` fetches after every rejection.
     pub fn rejection_cooldown(mut self, cooldown: Duration) -> Self {
-        self.config_mut().rejection_cooldown = cooldown;
+        self.config.rejection_cooldown = cooldown;
         self
+    }
+
+    /// The cache, its policy fixed from now on.
+    pub fn build(self) -> TokenCache<S> {
+        TokenCache {
+            state: Arc::new(State {
+                source: self.source,
+                current: ArcSwapOption::empty(),
+                flights: Mutex::new(Flights::default()),
+                generations: AtomicU64::new(0),
+                background_paused_until: Mutex::new(None),
+            }),
+            config: Arc::new(self.config),
+        }
+    }
+}
+
+impl<S: TokenSource> TokenCache<S> {
+    /// A cache with the default policy on the real clock.
+    pub fn new(source: S) -> Self {
+        Self::builder(source).build()
+    }
+
+    /// A builder, to set the cache's policy before it is used.
+    pub fn builder(source: S) -> TokenCacheBuilder<S> {
+        TokenCacheBuilder {
+            source,
+            config: CacheConfig::default(),
+        }
     }
 
     /// The generation of the cached token (1 for the first token fetched), or `None` when

@@ -79,15 +79,15 @@ pub enum Error {
     #[error("oauth2 error {code}{}", description.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
     OAuth {
         /// The `error` code.
-        code: crate::OAuthErrorCode,
+        code: OAuthErrorCode,
         /// The `error_description`, if any.
         description: Option<String>,
     },
 
-    /// The authorisation callback does not belong to the login this process started
-    /// (its `state` does not match): a possible CSRF attempt.
+    /// The authorisation callback does not belong to the login this process started, or is
+    /// not a usable callback; [`CallbackError`] says which.
     #[error("authorisation callback rejected: {0}")]
-    Callback(String),
+    Callback(CallbackError),
 
     /// A request would have sent credentials over plain `http://` to a host that is not
     /// loopback. Nothing was sent. Opt in with `allow_insecure_http()` if this is intended.
@@ -97,21 +97,25 @@ pub enum Error {
         origin: String,
     },
 
-    /// The request names a Pentaleap publisher for which no API key was configured.
-    #[error("no api key configured for publisher {publisher}")]
-    UnknownPublisher {
-        /// The publisher id taken from the request path.
-        publisher: String,
+    /// The layer has no credential for this request: a request naming a key (a Pentaleap
+    /// publisher id in its path) for which none was configured, or naming none where there is
+    /// no default. Nothing was sent.
+    #[error("no credential configured for {}", key.as_deref().map(|k| format!("`{k}`")).unwrap_or_else(|| "requests that name none".to_owned()))]
+    NoCredential {
+        /// The key the request named (not a secret: an id such as a publisher id), or `None`
+        /// when it named none and there is no default credential.
+        key: Option<String>,
     },
 
-    /// A [`TokenStore`](crate::TokenStore) could not load, save or lock; [`StoreError::kind`]
+    /// A [`TokenStore`](crate::store::TokenStore) could not load, save or lock; [`StoreError::kind`]
     /// says why (a corrupt file, an I/O failure, a lock that was not free in time, ...).
     #[error("token store: {0}")]
     Store(#[source] StoreError),
 
-    /// The configuration given to a constructor is not usable.
+    /// The configuration given to a constructor is not usable. Returned only while building
+    /// (constructors, `from_env`, `begin_login`), never by a request.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
 
     /// The task fetching the token panicked (a bug in a custom [`TokenSource`](crate::TokenSource)).
     #[error("token source panicked")]
@@ -142,7 +146,77 @@ fn humantime_secs(d: Duration) -> String {
     }
 }
 
-/// Why a [`TokenStore`](crate::TokenStore) failed.
+/// What is wrong with a configuration ([`Error::Config`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required environment variable is not set (or not Unicode).
+    #[error("environment variable {name} is not set")]
+    MissingEnv {
+        /// The variable.
+        name: &'static str,
+    },
+    /// An environment variable holds something else than expected.
+    #[error("environment variable {name} is not {expected}")]
+    InvalidEnv {
+        /// The variable.
+        name: &'static str,
+        /// What it should hold ("an integer").
+        expected: &'static str,
+    },
+    /// A URL does not parse.
+    #[error("invalid {role} url")]
+    InvalidUrl {
+        /// Which URL ("base", "token", "authorize").
+        role: &'static str,
+        /// Why it does not parse.
+        #[source]
+        source: url::ParseError,
+    },
+    /// A value that must travel in a header has characters no header may carry (CR, LF,
+    /// other controls).
+    #[error("{what} cannot travel in an http header")]
+    NotAHeaderValue {
+        /// What the value is ("api key").
+        what: &'static str,
+    },
+    /// A value is empty or blank.
+    #[error("{what} is empty")]
+    Empty {
+        /// What the value is.
+        what: &'static str,
+    },
+    /// A setting an operation needs was not given.
+    #[error("{what} is not set")]
+    Missing {
+        /// The setting ("redirect uri").
+        what: &'static str,
+    },
+}
+
+/// Why an authorisation callback was rejected ([`Error::Callback`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// The callback carries no `state`.
+    #[error("state is missing")]
+    StateMissing,
+    /// The callback's `state` is not this login's: a possible CSRF attempt.
+    #[error("state does not match this login")]
+    StateMismatch,
+    /// The callback names another issuer than the client's (RFC 9207): a possible mix-up
+    /// attack.
+    #[error("the callback comes from another issuer")]
+    IssuerMismatch,
+    /// A parameter (`code`, `state`, `error`, `iss`) appears more than once (RFC 6749 §3.1).
+    #[error("parameter `{0}` appears more than once")]
+    RepeatedParameter(&'static str),
+    /// The callback carries neither a `code` nor an `error`.
+    #[error("no code in the callback")]
+    CodeMissing,
+}
+
+/// Why a [`TokenStore`](crate::store::TokenStore) failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
@@ -164,7 +238,7 @@ pub enum StoreErrorKind {
     Other,
 }
 
-/// A [`TokenStore`](crate::TokenStore) failure: what kind, a message naming what failed
+/// A [`TokenStore`](crate::store::TokenStore) failure: what kind, a message naming what failed
 /// (a path, never a token), and the I/O error behind it if there is one.
 #[derive(Debug, Clone)]
 pub struct StoreError {

@@ -146,50 +146,47 @@
 //! # Time
 //! Expiry decisions read a [`Clock`]: the real one by default, a [`ManualClock`] in tests.
 
-mod cache;
-mod clock;
-mod endpoint;
-mod error;
-mod middleware;
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod cache;
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod middleware;
+mod partner;
 #[cfg(test)]
 mod proptests;
-mod providers;
-mod response;
-mod scope;
 mod source;
-mod store;
-mod token;
+pub mod store;
+pub mod token;
+
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub mod oauth2;
+
+#[cfg(feature = "adgem")]
+#[cfg_attr(docsrs, doc(cfg(feature = "adgem")))]
+pub mod adgem;
+#[cfg(feature = "channel-manager")]
+#[cfg_attr(docsrs, doc(cfg(feature = "channel-manager")))]
+pub mod channel_manager;
+#[cfg(feature = "pentaleap")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pentaleap")))]
+pub mod pentaleap;
+#[cfg(feature = "setu")]
+#[cfg_attr(docsrs, doc(cfg(feature = "setu")))]
+pub mod setu;
+#[cfg(feature = "targeter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "targeter")))]
+pub mod targeter;
 
 pub use async_trait::async_trait;
-pub use cache::{
-    Lease, RetryPolicy, TokenCache, BACKGROUND_RETRY_PAUSE, DEFAULT_FETCH_DEADLINE,
-    DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW, DEFAULT_REJECTION_COOLDOWN, REFRESH_AHEAD_LIMIT,
-};
-pub use clock::{Clock, ManualClock, Sleep, SystemClock};
-pub use endpoint::{default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT};
-pub use error::{Error, Malformed, OAuthErrorCode, StoreError, StoreErrorKind};
-pub use middleware::{
-    is_unauthorized, AuthMiddleware, NoReplay, RejectOnUnauthorized, RejectionPolicy,
-};
-pub use providers::adgem::{AdGem, AdGemAuth, AdGemCredentials, ADGEM_BASE_URL};
-pub use providers::channel_manager::{
-    ChannelManager, ChannelManagerAuth, ChannelManagerCredentials, CHANNEL_MANAGER_NOT_FOUND,
-};
-pub use providers::oauth2::client_credentials::{
-    ClientAuth, ClientCredentials, ClientCredentialsAuth,
-};
-pub use providers::oauth2::login::{pkce_challenge, PendingLogin};
-pub use providers::oauth2::refresh::{RefreshToken, RefreshTokenAuth, DEFAULT_SESSION_LIMIT};
-pub use providers::oauth2::OAuthClient;
-pub use providers::pentaleap::{ApiKeyAuth, PentaleapApiKeys};
-pub use providers::setu::{Setu, SetuAuth, SetuCredentials, SETU_TOKEN_LIFETIME};
-pub use providers::targeter::{Targeter, TargeterAuth, TargeterCredentials, TARGETER_BASE_URL};
-pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
+pub use cache::TokenCache;
+pub use clock::Clock;
+pub use error::Error;
+pub use middleware::{AuthMiddleware, NoReplay};
 pub use source::{FetchContext, FetchReason, TokenSource};
-pub use store::{
-    DeadLogin, FileStore, MemoryStore, StoreLock, StoredTokens, TokenStore, DEFAULT_LOCK_TIMEOUT,
-};
-pub use token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
+pub use token::Token;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
@@ -199,16 +196,26 @@ pub struct ReadmeDoctests;
 fn _assert_impls() {
     fn send_sync<T: Send + Sync>() {}
     fn clone<T: Clone>() {}
-    send_sync::<AuthMiddleware<HttpTokenSource>>();
-    send_sync::<TokenCache<HttpTokenSource>>();
+    send_sync::<AuthMiddleware<engine::HttpTokenSource>>();
+    send_sync::<TokenCache<engine::HttpTokenSource>>();
+    clone::<TokenCache<engine::HttpTokenSource>>();
     send_sync::<Error>();
     send_sync::<Token>();
     clone::<Error>();
     clone::<Token>();
-    clone::<HttpTokenSource>();
-    send_sync::<TargeterAuth>();
-    send_sync::<AdGemAuth>();
-    send_sync::<SetuAuth>();
-    send_sync::<ChannelManagerAuth>();
-    send_sync::<ApiKeyAuth>();
+    clone::<engine::HttpTokenSource>();
+    #[cfg(feature = "targeter")]
+    send_sync::<targeter::Auth>();
+    #[cfg(feature = "adgem")]
+    send_sync::<adgem::Auth>();
+    #[cfg(feature = "setu")]
+    send_sync::<setu::Auth>();
+    #[cfg(feature = "channel-manager")]
+    send_sync::<channel_manager::Auth>();
+    #[cfg(feature = "pentaleap")]
+    send_sync::<pentaleap::ApiKeyAuth>();
+    #[cfg(feature = "oauth2")]
+    send_sync::<oauth2::RefreshTokenAuth>();
+    #[cfg(feature = "oauth2")]
+    send_sync::<oauth2::ClientCredentialsAuth>();
 }

@@ -20,7 +20,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
-use crate::response::{parse_success, ErrorShape, ResponseShape};
+use crate::engine::response::{parse_success, ErrorShape, ResponseShape};
 use crate::token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 
 /// Cases per property: enough to find the shapes of bad input, small enough for debug builds.
@@ -466,7 +466,7 @@ fn error_shapes() -> Vec<ErrorShape> {
         ErrorShape::default()
             .code_field(None)
             .message_fields(&["message", "error_description", "error"])
-            .credential_texts(&[crate::CHANNEL_MANAGER_NOT_FOUND]),
+            .credential_texts(&["Channel manager not found"]),
     ]
 }
 

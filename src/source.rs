@@ -54,7 +54,7 @@ impl FetchContext {
 /// Implement it to plug a partner this crate does not know into
 /// [`AuthMiddleware`](crate::AuthMiddleware). Most
 /// partners that answer a POST with a JSON or text token need no code at all: see
-/// [`HttpTokenSource`](crate::HttpTokenSource).
+/// [`HttpTokenSource`](crate::engine::HttpTokenSource).
 ///
 /// ```
 /// use reqwest_partner_auth::{async_trait, AuthMiddleware, Error, FetchContext, Token, TokenSource};
@@ -76,7 +76,7 @@ impl FetchContext {
 ///         Ok(Token::bearer(body)?.expires_in(std::time::Duration::from_secs(600)))
 ///     }
 ///
-///     fn default_scope(&self) -> Vec<Url> {
+///     fn api_origins(&self) -> Vec<Url> {
 ///         vec![self.base.clone()]
 ///     }
 /// }
@@ -109,10 +109,19 @@ pub trait TokenSource: Send + Sync + 'static {
         error.is_transient()
     }
 
-    /// The origins the middleware attaches this source's token to unless told otherwise
-    /// (usually the partner's API base URL). Default: none, so the middleware must be given a
-    /// scope with [`AuthMiddleware::scope_to`](crate::AuthMiddleware::scope_to).
-    fn default_scope(&self) -> Vec<Url> {
+    /// The API origins (scheme, host, port) a layer attaches this source's token to, besides
+    /// those added with
+    /// [`AuthMiddlewareBuilder::add_origin`](crate::middleware::AuthMiddlewareBuilder::add_origin):
+    /// usually the partner's API base URL. Default: none.
+    fn api_origins(&self) -> Vec<Url> {
         Vec::new()
+    }
+
+    /// Whether credentials may travel over plain `http://` to hosts that are not loopback,
+    /// both to this source's token endpoint and, through a layer over it, to the API: the one
+    /// switch for a partner sandbox without TLS. Default `false`: a layer then refuses such a
+    /// request with [`Error::InsecureTransport`] before sending anything.
+    fn allows_insecure_http(&self) -> bool {
+        false
     }
 }

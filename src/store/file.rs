@@ -96,7 +96,7 @@ const VERSION: u64 = 1;
 /// another process holds the lock. Loads take no lock: they always see a complete file.
 ///
 /// Every wait is bounded by the [lock timeout](FileStore::lock_timeout) (default
-/// [`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT), 20 s): a lock held by a frozen
+/// [`DEFAULT_LOCK_TIMEOUT`](crate::store::DEFAULT_LOCK_TIMEOUT), 20 s): a lock held by a frozen
 /// process or a stuck task makes [`lock`](TokenStore::lock) and saves fail with
 /// [`StoreErrorKind::LockTimeout`] instead of hanging. The wait for another process polls
 /// the OS lock with a short backoff (up to 50 ms) on tokio's blocking pool, against the
@@ -139,7 +139,7 @@ impl FileStore {
 
     /// How long [`lock`](TokenStore::lock), and a save outside a lock, wait for the lock
     /// before failing with [`StoreErrorKind::LockTimeout`]. Default
-    /// [`DEFAULT_LOCK_TIMEOUT`](crate::DEFAULT_LOCK_TIMEOUT) (20 s).
+    /// [`DEFAULT_LOCK_TIMEOUT`](crate::store::DEFAULT_LOCK_TIMEOUT) (20 s).
     pub fn lock_timeout(mut self, timeout: Duration) -> FileStore {
         self.lock_timeout = timeout;
         self

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{StoreLock, StoredTokens, TokenStore};
 use crate::error::{Error, StoreError, StoreErrorKind};
 
-/// How long [`TokenStore::lock`] of [`MemoryStore`] and [`FileStore`](crate::FileStore)
+/// How long [`TokenStore::lock`] of [`MemoryStore`] and [`FileStore`](crate::store::FileStore)
 /// waits for a credential's lock by default before failing with
 /// [`StoreErrorKind::LockTimeout`]: 20 seconds, longer than a token request that is retried
 /// a few times, short enough that a frozen holder does not block callers forever.

@@ -5,6 +5,7 @@
 //! a process or across processes. A store provides both: [`TokenStore::save`] and an
 //! exclusive [`TokenStore::lock`] per key.
 
+#[cfg(feature = "file-store")]
 mod file;
 mod memory;
 
@@ -15,6 +16,8 @@ use secrecy::SecretString;
 
 use crate::error::Error;
 
+#[cfg(feature = "file-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file::FileStore;
 pub use memory::{MemoryStore, DEFAULT_LOCK_TIMEOUT};
 
@@ -60,7 +63,7 @@ impl DeadLogin {
 impl StoredTokens {
     /// The login of a refresh token obtained elsewhere (another library, a console, a
     /// migration), made at `authorized_at` (the start of the partner's session limit): a
-    /// store holding it is ready for [`RefreshToken`](crate::RefreshToken). Add the access
+    /// store holding it is ready for [`RefreshToken`](crate::oauth2::RefreshTokenSource). Add the access
     /// token that came with it, if any, with [`with_access_token`](Self::with_access_token).
     ///
     /// ```
@@ -174,7 +177,7 @@ pub trait TokenStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::Store`] when the lock cannot be taken; with
-    /// [`StoreErrorKind::LockTimeout`](crate::StoreErrorKind::LockTimeout) when it was not
+    /// [`StoreErrorKind::LockTimeout`](crate::error::StoreErrorKind::LockTimeout) when it was not
     /// free in time.
     async fn lock(&self, key: &str) -> Result<StoreLock, Error>;
 }

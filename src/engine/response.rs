@@ -891,7 +891,7 @@ mod tests {
             parse(r#"{"access_token":"a","expires_in":1e300}"#)
                 .unwrap()
                 .expiry(),
-            Expiry::In(crate::MAX_TOKEN_LIFETIME)
+            Expiry::In(crate::token::MAX_TOKEN_LIFETIME)
         );
         assert!(matches!(
             parse(r#"{"access_token":"a","expires_in":"soon"}"#),

@@ -24,12 +24,12 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::OAuthClient;
-use crate::error::{Error, OAuthErrorCode};
-use crate::scope::check_transport;
+use crate::error::{CallbackError, ConfigError, Error, OAuthErrorCode};
+use crate::middleware::scope::check_transport;
 use crate::source::{FetchContext, FetchReason};
 use crate::store::StoredTokens;
 use crate::token::Token;
-use crate::{ErrorShape, Param};
+use crate::engine::{ErrorShape, Param};
 
 /// 32 random bytes, base64url: 43 characters, the RFC 7636 §4.1 recommendation.
 fn random_b64(bytes: usize) -> String {
@@ -74,11 +74,15 @@ impl OAuthClient {
         let redirect_uri = self
             .redirect_uri
             .clone()
-            .ok_or_else(|| Error::Config("a redirect uri is needed for a login".into()))?;
-        check_transport(&self.authorize_url, self.allow_insecure_http)?;
+            .ok_or(Error::Config(ConfigError::Missing {
+                what: "redirect uri",
+            }))?;
+        let mut url = self.authorize_url.clone().ok_or(Error::Config(ConfigError::Missing {
+            what: "authorize url",
+        }))?;
+        check_transport(&url, self.allow_insecure_http)?;
         let state = random_b64(16);
         let verifier = random_b64(32);
-        let mut url = self.authorize_url.clone();
         {
             let mut q = url.query_pairs_mut();
             if let Some(audience) = &self.audience {
@@ -119,7 +123,7 @@ impl PendingLogin {
     /// checks `state`, turns an `error=` callback into an error, and exchanges the code
     /// (`grant_type=authorization_code`, `code`, `redirect_uri`, `code_verifier`, the client
     /// authenticated as [`OAuthClient::client_auth`] says). The returned tokens are ready for
-    /// a [`TokenStore`](crate::TokenStore); saving them replaces whatever login was stored
+    /// a [`TokenStore`](crate::store::TokenStore); saving them replaces whatever login was stored
     /// under the key, a dead one included.
     ///
     /// # Errors
@@ -136,10 +140,17 @@ impl PendingLogin {
         let mut seen = std::collections::HashSet::new();
         for (k, v) in callback.query_pairs() {
             // RFC 6749 §3.1: parameters must not repeat; a repeated one is ambiguous.
-            if matches!(&*k, "code" | "state" | "error" | "iss") && !seen.insert(k.clone()) {
-                return Err(Error::Callback(format!(
-                    "parameter `{k}` appears more than once"
-                )));
+            let once = match &*k {
+                "code" => Some("code"),
+                "state" => Some("state"),
+                "error" => Some("error"),
+                "iss" => Some("iss"),
+                _ => None,
+            };
+            if let Some(name) = once {
+                if !seen.insert(name) {
+                    return Err(Error::Callback(CallbackError::RepeatedParameter(name)));
+                }
             }
             match &*k {
                 "code" => code = Some(v.into_owned()),
@@ -153,24 +164,22 @@ impl PendingLogin {
         // Check state first: an error callback from a forged request is still forged.
         match state {
             Some(s) if constant_time_eq(s.as_bytes(), self.state.expose_secret().as_bytes()) => {}
-            Some(_) => return Err(Error::Callback("state does not match this login".into())),
-            None => return Err(Error::Callback("state is missing".into())),
+            Some(_) => return Err(Error::Callback(CallbackError::StateMismatch)),
+            None => return Err(Error::Callback(CallbackError::StateMissing)),
         }
         // RFC 9207: a callback naming another issuer is not ours, whatever it carries.
         if let (Some(expected), Some(got)) = (&self.client.issuer, &issuer) {
             if expected != got {
-                return Err(Error::Callback(
-                    "the callback comes from another issuer".into(),
-                ));
+                return Err(Error::Callback(CallbackError::IssuerMismatch));
             }
         }
         if let Some(code) = error {
             return Err(Error::OAuth {
                 code: OAuthErrorCode::parse(&code),
-                description: description.map(|d| crate::response::excerpt(&d, &[])),
+                description: description.map(|d| crate::engine::response::excerpt(&d, &[])),
             });
         }
-        let code = code.ok_or_else(|| Error::Callback("no code in the callback".into()))?;
+        let code = code.ok_or(Error::Callback(CallbackError::CodeMissing))?;
         let token = self.exchange(code).await?;
         Ok(stored_from_token(
             &token,

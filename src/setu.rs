@@ -6,22 +6,23 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use super::{endpoint, engine_provider, env_var};
+use crate::engine::{Encoding, ErrorShape, HttpTokenSource, Param, ResponseShape};
 use crate::error::Error;
-use crate::{AuthMiddleware, Encoding, ErrorShape, HttpTokenSource, Param, ResponseShape};
+use crate::partner::{endpoint, env_var, partner_source};
+use crate::AuthMiddleware;
 
 /// The lifetime Setu documents for a partner access token, used when the token carries no
 /// JWT `exp`: 15 minutes.
-pub const SETU_TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// A Setu Bridge client id and secret.
 #[derive(Clone)]
-pub struct SetuCredentials {
+pub struct Credentials {
     client_id: String,
     client_secret: SecretString,
 }
 
-impl SetuCredentials {
+impl Credentials {
     /// The credentials made available at the end of the Bridge configuration.
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
         Self {
@@ -42,9 +43,9 @@ impl SetuCredentials {
     }
 }
 
-impl fmt::Debug for SetuCredentials {
+impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SetuCredentials")
+        f.debug_struct("setu::Credentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
             .finish()
@@ -57,13 +58,13 @@ impl fmt::Debug for SetuCredentials {
 /// `refreshToken` is kept on the [`Token`](crate::Token) but not used: the contract says to
 /// ignore it for now.
 #[derive(Debug, Clone)]
-pub struct Setu {
+pub struct Source {
     inner: HttpTokenSource,
 }
 
-impl Setu {
+impl Source {
     /// Setu's contract names no host: give the Bridge base URL of your environment.
-    pub fn new(credentials: SetuCredentials, base: &Url) -> Self {
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/auth/token"))
             .encoding(Encoding::Form)
             .param("grant_type", Param::text("client_credentials"))
@@ -71,21 +72,21 @@ impl Setu {
             .param("client_secret", Param::Secret(credentials.client_secret))
             .response(ResponseShape::json("accessToken").with_refresh_token("refreshToken"))
             .errors(ErrorShape::default())
-            .default_lifetime(SETU_TOKEN_LIFETIME)
-            .scope_to(base);
+            .default_lifetime(TOKEN_LIFETIME)
+            .add_origin(base);
         Self { inner }
     }
 }
 
-/// The Setu middleware: `SetuAuth::new(SetuCredentials::new(id, secret), &base_url)`.
-pub type SetuAuth = AuthMiddleware<Setu>;
+/// The Setu layer: an [`AuthMiddleware`] over a Setu [`Source`].
+pub type Auth = AuthMiddleware<Source>;
 
-engine_provider!(Setu, SetuAuth);
+partner_source!("Setu");
 
-impl AuthMiddleware<Setu> {
+impl AuthMiddleware<Source> {
     /// A Setu layer against `base` (token endpoint `<base>/auth/token`; the token goes to
-    /// requests for that origin).
-    pub fn new(credentials: SetuCredentials, base: &Url) -> Self {
-        Self::from_source(Setu::new(credentials, base))
+    /// requests for that origin). Setu's contract names no production host.
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
+        Self::from_source(Source::with_base_url(credentials, base))
     }
 }

@@ -29,7 +29,8 @@ use crate::error::Error;
 use crate::source::{FetchContext, FetchReason, TokenSource};
 use crate::store::{DeadLogin, StoreLock, StoredTokens, TokenStore};
 use crate::token::Token;
-use crate::{AuthMiddleware, ErrorShape, Param};
+use crate::engine::{ErrorShape, Param};
+use crate::AuthMiddleware;
 
 /// Auth0's (and Pentaleap's) limit on a login: after 180 days the authorization flow has to
 /// be redone.
@@ -43,7 +44,7 @@ const REUSE_MARGIN: Duration = Duration::from_secs(60);
 /// refresh token in a [`TokenStore`] before anything else happens with the answer.
 ///
 /// The store must hold a login first (see [`OAuthClient::begin_login`] and
-/// [`PendingLogin::complete`](crate::PendingLogin::complete)), or tokens obtained elsewhere
+/// [`PendingLogin::complete`](crate::oauth2::PendingLogin::complete)), or tokens obtained elsewhere
 /// ([`StoredTokens::from_refresh_token`]).
 ///
 /// ```
@@ -91,7 +92,7 @@ const REUSE_MARGIN: Duration = Duration::from_secs(60);
 /// previous refresh token is still accepted. A process restarted within the interval then
 /// refreshes with the stored token and recovers. Set it to a few seconds more than a restart
 /// takes; within it a stolen previous token is not detected as a reuse.
-pub struct RefreshToken {
+pub struct RefreshTokenSource {
     client: OAuthClient,
     store: Arc<dyn TokenStore>,
     key: String,
@@ -108,9 +109,9 @@ pub struct RefreshToken {
     handed_out: Mutex<Option<SecretString>>,
 }
 
-impl fmt::Debug for RefreshToken {
+impl fmt::Debug for RefreshTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshToken")
+        f.debug_struct("RefreshTokenSource")
             .field("client", &self.client)
             .field("key", &self.key)
             .field("session_limit", &self.session_limit)
@@ -119,7 +120,7 @@ impl fmt::Debug for RefreshToken {
     }
 }
 
-impl RefreshToken {
+impl RefreshTokenSource {
     /// Refreshes the login stored under `key` in `store`.
     pub fn new(client: OAuthClient, store: Arc<dyn TokenStore>, key: impl Into<String>) -> Self {
         Self {
@@ -135,7 +136,7 @@ impl RefreshToken {
     }
 
     /// Adds an API origin the access token is attached to (the PCM domain for Pentaleap).
-    pub fn scope_to(mut self, url: &Url) -> Self {
+    pub fn add_origin(mut self, url: &Url) -> Self {
         self.api_scope.push(url.clone());
         self
     }
@@ -293,7 +294,7 @@ async fn save_or_keep(
 }
 
 #[async_trait::async_trait]
-impl TokenSource for RefreshToken {
+impl TokenSource for RefreshTokenSource {
     async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
         let lock = self.store.lock(&self.key).await?;
         let stored = self.current().await?;
@@ -338,8 +339,12 @@ impl TokenSource for RefreshToken {
         }
     }
 
-    fn default_scope(&self) -> Vec<Url> {
+    fn api_origins(&self) -> Vec<Url> {
         self.api_scope.clone()
+    }
+
+    fn allows_insecure_http(&self) -> bool {
+        self.client.allow_insecure_http
     }
 }
 
@@ -347,11 +352,11 @@ impl TokenSource for RefreshToken {
 fn reusable(stored: &StoredTokens, now: SystemTime) -> Result<Option<Token>, Error> {
     match (&stored.access_token, stored.access_expires_at) {
         (Some(token), Some(at)) if at.duration_since(now).unwrap_or_default() > REUSE_MARGIN => Ok(
-            Some(Token::bearer(token.expose_secret())?.with_expiry(crate::Expiry::At(at))),
+            Some(Token::bearer(token.expose_secret())?.with_expiry(crate::token::Expiry::At(at))),
         ),
         _ => Ok(None),
     }
 }
 
 /// The refresh-token middleware: `RefreshTokenAuth::from_source(RefreshToken::new(..))`.
-pub type RefreshTokenAuth = AuthMiddleware<RefreshToken>;
+pub type RefreshTokenAuth = AuthMiddleware<RefreshTokenSource>;

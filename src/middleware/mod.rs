@@ -1,5 +1,7 @@
 //! [`AuthMiddleware`]: where the header goes, and the one replay after a rejection.
 
+pub(crate) mod scope;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,9 +14,9 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use url::Url;
 
-use crate::cache::{Lease, Rejection, RetryPolicy, TokenCache};
+use crate::cache::{Lease, Rejection, RetryPolicy, TokenCache, TokenCacheBuilder};
 use crate::clock::Clock;
-use crate::scope::CredentialScope;
+use crate::middleware::scope::CredentialScope;
 use crate::source::TokenSource;
 
 /// Put this in a request's extensions to stop the middleware from replaying it after a 401,
@@ -90,7 +92,7 @@ where
 ///   as is.
 /// * Rejection-driven fetches are rate-limited: after one, further rejections within the
 ///   [rejection cool-down](Self::rejection_cooldown) (default
-///   [`DEFAULT_REJECTION_COOLDOWN`](crate::DEFAULT_REJECTION_COOLDOWN), 30 s) fetch nothing
+///   [`DEFAULT_REJECTION_COOLDOWN`](crate::cache::DEFAULT_REJECTION_COOLDOWN), 30 s) fetch nothing
 ///   and their 401 goes back to the caller. An API that rejects every fresh token (a missing
 ///   permission, a wrong audience) costs one token fetch per cool-down, not one per request.
 ///
@@ -114,68 +116,78 @@ impl<S> std::fmt::Debug for AuthMiddleware<S> {
 }
 
 impl<S: TokenSource> AuthMiddleware<S> {
-    /// A middleware for `source`, scoped to the source's
-    /// [`default_scope`](TokenSource::default_scope).
+    /// A layer for `source` with the default policy, attaching the token to the source's
+    /// [`api_origins`](TokenSource::api_origins).
     pub fn from_source(source: S) -> Self {
-        Self::from_cache(TokenCache::new(source))
+        Self::builder(source).build()
     }
 
-    /// A middleware over an existing cache, scoped to its source's
-    /// [`default_scope`](TokenSource::default_scope). Clones of one cache share the token,
-    /// so several clients (or middleware stacks) can share one token and one refresh.
-    pub fn from_cache(cache: TokenCache<S>) -> Self {
-        let scope = CredentialScope::new(&cache.source().default_scope());
+    /// A builder for a layer over `source`: the cache's policy and the layer's own settings.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_partner_auth::{targeter, AuthMiddleware};
+    /// # fn main() -> Result<(), url::ParseError> {
+    /// let source = targeter::Source::new(targeter::Credentials::new("key", "secret"));
+    /// let layer = AuthMiddleware::builder(source)
+    ///     .refresh_skew(Duration::from_secs(60))
+    ///     .add_origin(&url::Url::parse("https://reports.targeter.example")?)
+    ///     .build();
+    /// # let _ = layer; Ok(()) }
+    /// ```
+    pub fn builder(source: S) -> AuthMiddlewareBuilder<TokenCacheBuilder<S>> {
+        AuthMiddlewareBuilder::over(TokenCache::builder(source))
+    }
+
+    /// A builder for a layer over a cache that is already built, shared with other layers
+    /// (clones of one cache share the token, its refresh and its policy). Only the layer's own
+    /// settings can be chosen.
+    pub fn with_cache(cache: TokenCache<S>) -> AuthMiddlewareBuilder<TokenCache<S>> {
+        AuthMiddlewareBuilder::over(cache)
+    }
+
+    /// The token cache, for fetching a token outside a request.
+    pub fn cache(&self) -> &TokenCache<S> {
+        &self.cache
+    }
+}
+
+/// Builds an [`AuthMiddleware`]; [`build`](Self::build) freezes its settings.
+///
+/// `C` is what the layer's cache is made from: a [`TokenCacheBuilder`] (from
+/// [`AuthMiddleware::builder`]), whose policy can still be set here, or a built
+/// [`TokenCache`] (from [`AuthMiddleware::with_cache`]), whose policy is fixed.
+pub struct AuthMiddlewareBuilder<C> {
+    cache: C,
+    origins: Vec<Url>,
+    replay: bool,
+    rejection: Arc<dyn RejectionPolicy>,
+}
+
+impl<C: std::fmt::Debug> std::fmt::Debug for AuthMiddlewareBuilder<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthMiddlewareBuilder")
+            .field("cache", &self.cache)
+            .field("origins", &self.origins.iter().map(Url::as_str).collect::<Vec<_>>())
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> AuthMiddlewareBuilder<C> {
+    fn over(cache: C) -> Self {
         Self {
             cache,
-            scope,
+            origins: Vec::new(),
             replay: true,
             rejection: Arc::new(RejectOnUnauthorized),
         }
     }
 
-    /// Also attaches the token to requests for the origin of `url` (scheme, host and port).
-    pub fn scope_to(mut self, url: &Url) -> Self {
-        self.scope.origins.add(url);
-        self
-    }
-
-    /// How long before expiry requests stop using a token and wait for a new one.
-    /// Default [`DEFAULT_REFRESH_SKEW`](crate::DEFAULT_REFRESH_SKEW). See
-    /// [`TokenCache::refresh_skew`].
-    pub fn refresh_skew(mut self, skew: Duration) -> Self {
-        self.cache = self.cache.refresh_skew(skew);
-        self
-    }
-
-    /// The share of the lifetime in which a background refresh runs. See
-    /// [`TokenCache::refresh_ahead`].
-    pub fn refresh_ahead(mut self, share: f64) -> Self {
-        self.cache = self.cache.refresh_ahead(share);
-        self
-    }
-
-    /// How transient token-endpoint failures are retried.
-    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.cache = self.cache.retry_policy(policy);
-        self
-    }
-
-    /// The clock expiry decisions read (tests pass a [`ManualClock`](crate::ManualClock)).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.cache = self.cache.clock(clock);
-        self
-    }
-
-    /// The deadline of one token fetch. See [`TokenCache::fetch_deadline`].
-    pub fn fetch_deadline(mut self, deadline: Duration) -> Self {
-        self.cache = self.cache.fetch_deadline(deadline);
-        self
-    }
-
-    /// How long after a rejection-driven fetch further rejections fetch nothing. See
-    /// [`TokenCache::rejection_cooldown`].
-    pub fn rejection_cooldown(mut self, cooldown: Duration) -> Self {
-        self.cache = self.cache.rejection_cooldown(cooldown);
+    /// Also attaches the token to requests for the origin of `url` (scheme, host and port),
+    /// besides the source's [`api_origins`](TokenSource::api_origins).
+    pub fn add_origin(mut self, url: &Url) -> Self {
+        self.origins.push(url.clone());
         self
     }
 
@@ -191,18 +203,76 @@ impl<S: TokenSource> AuthMiddleware<S> {
         self.replay = false;
         self
     }
+}
 
-    /// Allows sending credentials over plain `http://` to hosts that are not loopback.
-    ///
-    /// **Security warning:** anyone on the path can read and reuse the token.
-    pub fn allow_insecure_http(mut self) -> Self {
-        self.scope.allow_insecure_http = true;
+impl<S: TokenSource> AuthMiddlewareBuilder<TokenCacheBuilder<S>> {
+    /// How long before expiry requests stop using a token and wait for a new one. See
+    /// [`TokenCacheBuilder::refresh_skew`].
+    pub fn refresh_skew(mut self, skew: Duration) -> Self {
+        self.cache = self.cache.refresh_skew(skew);
         self
     }
 
-    /// The token cache, for fetching a token outside a request.
-    pub fn token_cache(&self) -> &TokenCache<S> {
-        &self.cache
+    /// The share of the lifetime in which a background refresh runs. See
+    /// [`TokenCacheBuilder::refresh_ahead`].
+    pub fn refresh_ahead(mut self, share: f64) -> Self {
+        self.cache = self.cache.refresh_ahead(share);
+        self
+    }
+
+    /// How transient token-endpoint failures are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.cache = self.cache.retry_policy(policy);
+        self
+    }
+
+    /// The clock expiry decisions read (tests pass a
+    /// [`ManualClock`](crate::clock::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.cache = self.cache.clock(clock);
+        self
+    }
+
+    /// The deadline of one token fetch. See [`TokenCacheBuilder::fetch_deadline`].
+    pub fn fetch_deadline(mut self, deadline: Duration) -> Self {
+        self.cache = self.cache.fetch_deadline(deadline);
+        self
+    }
+
+    /// How long after a rejection-driven fetch further rejections fetch nothing. See
+    /// [`TokenCacheBuilder::rejection_cooldown`].
+    pub fn rejection_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cache = self.cache.rejection_cooldown(cooldown);
+        self
+    }
+
+    /// The layer, its settings and its cache's policy fixed from now on.
+    pub fn build(self) -> AuthMiddleware<S> {
+        let cache = self.cache.build();
+        AuthMiddlewareBuilder {
+            cache,
+            origins: self.origins,
+            replay: self.replay,
+            rejection: self.rejection,
+        }
+        .build()
+    }
+}
+
+impl<S: TokenSource> AuthMiddlewareBuilder<TokenCache<S>> {
+    /// The layer, its settings fixed from now on.
+    pub fn build(self) -> AuthMiddleware<S> {
+        let source = self.cache.source();
+        let mut origins = source.api_origins();
+        origins.extend(self.origins);
+        let mut scope = CredentialScope::new(&origins);
+        scope.allow_insecure_http = source.allows_insecure_http();
+        AuthMiddleware {
+            cache: self.cache,
+            scope,
+            replay: self.replay,
+            rejection: self.rejection,
+        }
     }
 }
 

@@ -5,17 +5,18 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::OAuthClient;
+use super::{OAuthClient, TokenUrl};
+use crate::engine::{ErrorShape, HttpTokenSource, Param};
 use crate::error::Error;
 use crate::source::{FetchContext, TokenSource};
 use crate::token::Token;
-use crate::{AuthMiddleware, ErrorShape, HttpTokenSource, Param};
+use crate::AuthMiddleware;
 
 /// How a confidential client authenticates at the token endpoint (RFC 6749 §2.3.1); the
-/// same choice for [`ClientCredentials`] and [`OAuthClient`] (code exchange and refresh).
+/// same choice for [`ClientCredentialsSource`] and [`OAuthClient`] (code exchange and refresh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub enum ClientAuth {
+pub enum ClientAuthMethod {
     /// `Authorization: Basic base64(urlencode(id):urlencode(secret))` — the method every
     /// server must support (`client_secret_basic`). The default, except for
     /// [`OAuthClient::auth0`].
@@ -29,7 +30,7 @@ pub enum ClientAuth {
 /// client authenticated by HTTP Basic or in the body, optional `scope` and extra parameters
 /// (such as Auth0's `audience`). Errors follow RFC 6749 §5.2: `invalid_client` is
 /// [`Error::InvalidCredentials`]; `invalid_scope`, `unauthorized_client`, ... are
-/// [`Error::OAuth`] with a typed [`OAuthErrorCode`](crate::OAuthErrorCode).
+/// [`Error::OAuth`] with a typed [`OAuthErrorCode`](crate::error::OAuthErrorCode).
 ///
 /// ```
 /// use reqwest_partner_auth::{ClientAuth, ClientCredentials, ClientCredentialsAuth};
@@ -40,7 +41,7 @@ pub enum ClientAuth {
 ///         "my-client",
 ///         "my-secret",
 ///     )
-///     .client_auth(ClientAuth::RequestBody)
+///     .client_auth(ClientAuthMethod::RequestBody)
 ///     .scopes(["read:offers"])
 ///     .param("audience", "https://api.partner.example")
 ///     .scope_to(&Url::parse("https://api.partner.example")?);
@@ -50,7 +51,7 @@ pub enum ClientAuth {
 /// # let _ = client; Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct ClientCredentials {
+pub struct ClientCredentialsSource {
     /// Token URL, id, secret, scopes, HTTP client and the plain-http rule, shared with the
     /// other grants (the authorize URL is unused here).
     client: OAuthClient,
@@ -58,24 +59,24 @@ pub struct ClientCredentials {
     api_scope: Vec<Url>,
 }
 
-impl fmt::Debug for ClientCredentials {
+impl fmt::Debug for ClientCredentialsSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
+        f.debug_struct("ClientCredentialsSource")
             .field("client", &self.client)
             .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
 
-impl ClientCredentials {
+impl ClientCredentialsSource {
     /// A client authenticating with HTTP Basic (change with [`client_auth`](Self::client_auth)).
     pub fn new(
-        token_url: Url,
+        token_url: TokenUrl,
         client_id: impl Into<String>,
         client_secret: impl Into<String>,
     ) -> Self {
         Self {
-            client: OAuthClient::new(token_url.clone(), token_url, client_id)
+            client: OAuthClient::new(token_url, client_id)
                 .client_secret(client_secret),
             params: Vec::new(),
             api_scope: Vec::new(),
@@ -83,7 +84,7 @@ impl ClientCredentials {
     }
 
     /// How the client authenticates.
-    pub fn client_auth(mut self, how: ClientAuth) -> Self {
+    pub fn client_auth(mut self, how: ClientAuthMethod) -> Self {
         self.client = self.client.client_auth(how);
         self
     }
@@ -105,7 +106,7 @@ impl ClientCredentials {
     }
 
     /// Adds an API origin the token is attached to.
-    pub fn scope_to(mut self, url: &Url) -> Self {
+    pub fn add_origin(mut self, url: &Url) -> Self {
         self.api_scope.push(url.clone());
         self
     }
@@ -118,7 +119,7 @@ impl ClientCredentials {
     }
 
     /// How long one token request may take (default
-    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
+    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::engine::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
     /// with [`http_client`](Self::http_client) too.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
@@ -148,17 +149,21 @@ impl ClientCredentials {
 }
 
 #[async_trait::async_trait]
-impl TokenSource for ClientCredentials {
+impl TokenSource for ClientCredentialsSource {
     async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
         self.engine()
             .request_token(&[], &ErrorShape::oauth2(), cx)
             .await
     }
 
-    fn default_scope(&self) -> Vec<Url> {
+    fn api_origins(&self) -> Vec<Url> {
         self.api_scope.clone()
+    }
+
+    fn allows_insecure_http(&self) -> bool {
+        self.client.allow_insecure_http
     }
 }
 
 /// The client credentials middleware.
-pub type ClientCredentialsAuth = AuthMiddleware<ClientCredentials>;
+pub type ClientCredentialsAuth = AuthMiddleware<ClientCredentialsSource>;

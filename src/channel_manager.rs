@@ -6,21 +6,22 @@ use std::fmt;
 use secrecy::SecretString;
 use url::Url;
 
-use super::{endpoint, engine_provider, env_var};
+use crate::engine::{Encoding, ErrorShape, HttpTokenSource, Param, ResponseShape};
 use crate::error::Error;
-use crate::{AuthMiddleware, Encoding, ErrorShape, HttpTokenSource, Param, ResponseShape};
+use crate::partner::{endpoint, env_var, partner_source};
+use crate::AuthMiddleware;
 
 /// The text the contract's server error carries for an unknown user.
-pub const CHANNEL_MANAGER_NOT_FOUND: &str = "Channel manager not found";
+pub const NOT_FOUND: &str = "Channel manager not found";
 
 /// A channel user's name and password.
 #[derive(Clone)]
-pub struct ChannelManagerCredentials {
+pub struct Credentials {
     username: String,
     password: SecretString,
 }
 
-impl ChannelManagerCredentials {
+impl Credentials {
     /// The channel user's credentials.
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
         Self {
@@ -41,9 +42,9 @@ impl ChannelManagerCredentials {
     }
 }
 
-impl fmt::Debug for ChannelManagerCredentials {
+impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChannelManagerCredentials")
+        f.debug_struct("channel_manager::Credentials")
             .field("username", &self.username)
             .field("password", &"[redacted]")
             .finish()
@@ -60,13 +61,13 @@ impl fmt::Debug for ChannelManagerCredentials {
 /// "Channel manager not found" (a server error) is an [`Error::InvalidCredentials`]; other 5xx
 /// are transient.
 #[derive(Debug, Clone)]
-pub struct ChannelManager {
+pub struct Source {
     inner: HttpTokenSource,
 }
 
-impl ChannelManager {
+impl Source {
     /// The contract names no host: give the base URL of the connectivity API.
-    pub fn new(credentials: ChannelManagerCredentials, base: &Url) -> Self {
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/getToken"))
             .encoding(Encoding::Form)
             .param("username", Param::Text(credentials.username))
@@ -78,9 +79,9 @@ impl ChannelManager {
                 ErrorShape::default()
                     .code_field(None)
                     .message_fields(&["message", "error_description", "error"])
-                    .credential_texts(&[CHANNEL_MANAGER_NOT_FOUND]),
+                    .credential_texts(&[NOT_FOUND]),
             )
-            .scope_to(base);
+            .add_origin(base);
         Self { inner }
     }
 
@@ -94,15 +95,15 @@ impl ChannelManager {
     }
 }
 
-/// The channel manager middleware:
-/// `ChannelManagerAuth::new(ChannelManagerCredentials::new(user, password), &base_url)`.
-pub type ChannelManagerAuth = AuthMiddleware<ChannelManager>;
+/// The channel manager layer: an [`AuthMiddleware`] over a channel manager [`Source`].
+pub type Auth = AuthMiddleware<Source>;
 
-engine_provider!(ChannelManager, ChannelManagerAuth);
+partner_source!("the channel manager");
 
-impl AuthMiddleware<ChannelManager> {
-    /// A channel manager layer against `base`.
-    pub fn new(credentials: ChannelManagerCredentials, base: &Url) -> Self {
-        Self::from_source(ChannelManager::new(credentials, base))
+impl AuthMiddleware<Source> {
+    /// A channel manager layer against `base` (token endpoint `<base>/getToken`; the token
+    /// goes to requests for that origin). The contract names no production host.
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
+        Self::from_source(Source::with_base_url(credentials, base))
     }
 }

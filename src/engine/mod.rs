@@ -7,7 +7,8 @@
 //! A partner the crate does not know, in a few lines:
 //!
 //! ```
-//! use reqwest_partner_auth::{AuthMiddleware, Encoding, HttpTokenSource, Param, ResponseShape};
+//! use reqwest_partner_auth::engine::{Encoding, HttpTokenSource, Param, ResponseShape};
+//! use reqwest_partner_auth::AuthMiddleware;
 //! use url::Url;
 //!
 //! let source = HttpTokenSource::post(Url::parse("https://auth.partner.example/v2/token")?)
@@ -16,13 +17,15 @@
 //!     .param("key", Param::text("my-key"))
 //!     .param("secret", Param::secret("my-secret"))
 //!     .response(ResponseShape::json("token").with_expires_in("ttl"))
-//!     .scope_to(&Url::parse("https://api.partner.example")?);
+//!     .add_origin(&Url::parse("https://api.partner.example")?);
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(AuthMiddleware::from_source(source))
 //!     .build();
 //! # let _ = client;
 //! # Ok::<(), url::ParseError>(())
 //! ```
+
+pub(crate) mod response;
 
 use std::fmt;
 use std::time::Duration;
@@ -31,8 +34,9 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::Error;
-use crate::response::{read_capped, ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
-use crate::scope::check_transport;
+pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
+use response::read_capped;
+use crate::middleware::scope::check_transport;
 use crate::source::{FetchContext, TokenSource};
 use crate::token::{Expiry, Token};
 
@@ -217,8 +221,8 @@ impl HttpTokenSource {
         self
     }
 
-    /// Adds an origin the middleware attaches the token to by default.
-    pub fn scope_to(mut self, url: &Url) -> Self {
+    /// Adds an API origin (scheme, host and port of `url`) the layer attaches the token to.
+    pub fn add_origin(mut self, url: &Url) -> Self {
         self.scope.push(url.clone());
         self
     }
@@ -255,9 +259,10 @@ impl HttpTokenSource {
         self
     }
 
-    /// Allows a token endpoint on plain `http://` to a host that is not loopback.
+    /// Allows plain `http://` to a host that is not loopback, for the token endpoint and for
+    /// the API requests a layer over this source authorizes alike: the one switch for both.
     ///
-    /// **Security warning:** the credentials travel readable by anyone on the path.
+    /// **Security warning:** credentials and tokens travel readable by anyone on the path.
     pub fn allow_insecure_http(mut self) -> Self {
         self.allow_insecure_http = true;
         self
@@ -357,7 +362,10 @@ impl HttpTokenSource {
         if let Some((id, secret)) = &self.basic_auth {
             let credential = basic_credential(id, secret);
             let mut value = http::HeaderValue::try_from(format!("Basic {credential}"))
-                .map_err(|_| Error::Config("the client id cannot travel in a header".into()))?;
+                .map_err(|_| Error::InvalidCredentials {
+                    message: "the client id cannot travel in a Basic header".to_owned(),
+                    code: None,
+                })?;
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);
             secrets.push(SecretString::from(credential));
@@ -430,7 +438,11 @@ impl TokenSource for HttpTokenSource {
         self.request_token(&[], &self.errors, cx).await
     }
 
-    fn default_scope(&self) -> Vec<Url> {
+    fn api_origins(&self) -> Vec<Url> {
         self.scope.clone()
+    }
+
+    fn allows_insecure_http(&self) -> bool {
+        self.allow_insecure_http
     }
 }

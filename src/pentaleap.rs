@@ -1,4 +1,7 @@
-//! Pentaleap product feeds: `Authorization: apikey <key>`, one key per publisher.
+//! Pentaleap's product-feed API: `Authorization: apikey <key>`, one key per publisher.
+//!
+//! Pentaleap's campaign API uses Auth0 login with rotating refresh tokens instead: see
+//! `oauth2::OAuthClient::auth0` and `oauth2::RefreshTokenAuth` (feature `oauth2`).
 
 use std::fmt;
 use std::future::Future;
@@ -11,7 +14,8 @@ use reqwest_middleware::{Middleware, Next};
 use url::Url;
 
 use crate::error::Error;
-use crate::scope::CredentialScope;
+use crate::error::ConfigError;
+use crate::middleware::scope::CredentialScope;
 use crate::token::header_value;
 
 /// Pentaleap API keys: one per publisher, plus an optional default for paths that name no
@@ -19,14 +23,14 @@ use crate::token::header_value;
 ///
 /// `Debug` shows the publisher ids, never a key.
 #[derive(Clone, Default)]
-pub struct PentaleapApiKeys {
+pub struct ApiKeys {
     default: Option<HeaderValue>,
     /// Sorted by publisher id, one entry per id: a binary search of a few short strings is
     /// cheaper on every request than hashing the id.
     by_publisher: Vec<(String, HeaderValue)>,
 }
 
-impl PentaleapApiKeys {
+impl ApiKeys {
     /// No keys yet.
     pub fn new() -> Self {
         Self::default()
@@ -70,9 +74,9 @@ impl PentaleapApiKeys {
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use reqwest_partner_auth::PentaleapApiKeys;
+    /// use reqwest_partner_auth::ApiKeys;
     /// let map = HashMap::from([("1001", "key-a"), ("1002", "key-b")]);
-    /// let keys = PentaleapApiKeys::from_publishers(map)?;
+    /// let keys = ApiKeys::from_publishers(map)?;
     /// # Ok::<(), reqwest_partner_auth::Error>(())
     /// ```
     ///
@@ -94,7 +98,7 @@ impl PentaleapApiKeys {
     /// # Errors
     /// [`Error::Config`] if it is not set or not a legal header value.
     pub fn from_env() -> Result<Self, Error> {
-        Self::single(&super::env_var("PENTALEAP_API_KEY")?)
+        Self::single(&crate::partner::env_var("PENTALEAP_API_KEY")?)
     }
 
     /// The header for a request path: the publisher's key when the path names one, else the
@@ -105,20 +109,21 @@ impl PentaleapApiKeys {
                 .by_publisher
                 .binary_search_by(|(k, _)| k.as_str().cmp(id))
                 .map(|at| &self.by_publisher[at].1)
-                .map_err(|_| Error::UnknownPublisher {
-                    publisher: id.to_owned(),
+                .map_err(|_| Error::NoCredential {
+                    key: Some(id.to_owned()),
                 }),
-            None => self.default.as_ref().ok_or_else(|| {
-                Error::Config("no default api key for paths that name no publisher".into())
-            }),
+            None => self
+                .default
+                .as_ref()
+                .ok_or(Error::NoCredential { key: None }),
         }
     }
 }
 
-impl fmt::Debug for PentaleapApiKeys {
+impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let publishers: Vec<&String> = self.by_publisher.iter().map(|(id, _)| id).collect();
-        f.debug_struct("PentaleapApiKeys")
+        f.debug_struct("pentaleap::ApiKeys")
             .field("default", &self.default.as_ref().map(|_| "[redacted]"))
             .field("publishers", &publishers)
             .finish()
@@ -127,10 +132,10 @@ impl fmt::Debug for PentaleapApiKeys {
 
 fn apikey_header(key: &str) -> Result<HeaderValue, Error> {
     if key.trim().is_empty() {
-        return Err(Error::Config("empty api key".into()));
+        return Err(Error::Config(ConfigError::Empty { what: "api key" }));
     }
     header_value("apikey", key.trim())
-        .map_err(|_| Error::Config("api key contains characters illegal in a header".into()))
+        .map_err(|_| Error::Config(ConfigError::NotAHeaderValue { what: "api key" }))
 }
 
 /// The publisher id of a path such as `/external/v2/publishers/<id>/markets/...`.
@@ -143,49 +148,50 @@ pub(crate) fn publisher_in_path(path: &str) -> Option<&str> {
 /// The Pentaleap feed layer: `Authorization: apikey <key>` on requests to the PCM domain, the
 /// key chosen by the `/publishers/<id>/` segment of the path.
 ///
-/// A path naming a publisher without a key fails with [`Error::UnknownPublisher`] before
-/// anything is sent. Static keys are not refreshed: a 401 is returned as is.
+/// A path naming a publisher without a key, or no publisher when there is no default key,
+/// fails with [`Error::NoCredential`] before anything is sent. Static keys are not refreshed: a 401 is returned as is.
 ///
 /// Every in-scope request gets a key, whatever its path. When the same PCM domain also serves
-/// the campaign API through a bearer layer ([`RefreshTokenAuth`](crate::RefreshTokenAuth)),
+/// the campaign API through a bearer layer (`oauth2::RefreshTokenAuth`),
 /// add that layer *before* this one: a request that already carries `Authorization` is left
 /// alone.
 ///
 /// ```
-/// use reqwest_partner_auth::{ApiKeyAuth, PentaleapApiKeys};
+/// use reqwest_partner_auth::pentaleap::{ApiKeyAuth, ApiKeys};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let keys = PentaleapApiKeys::new()
+/// let keys = ApiKeys::new()
 ///     .publisher("1001", "key-for-1001")?
 ///     .publisher("1002", "key-for-1002")?
 ///     .default_key("key-for-1001")?;
 /// let pcm = url::Url::parse("https://pcm.example")?;
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-///     .with(ApiKeyAuth::new(&pcm, keys))
+///     .with(ApiKeyAuth::with_base_url(keys, &pcm))
 ///     .build();
 /// # let _ = client; Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct ApiKeyAuth {
-    keys: PentaleapApiKeys,
+    keys: ApiKeys,
     scope: CredentialScope,
 }
 
 impl ApiKeyAuth {
-    /// Keys for requests to the origin of `pcm_base` (the PCM domain).
-    pub fn new(pcm_base: &Url, keys: PentaleapApiKeys) -> Self {
+    /// Keys for requests to the origin of `pcm_base` (the PCM domain of your organisation;
+    /// Pentaleap's contract names no shared production host).
+    pub fn with_base_url(keys: ApiKeys, pcm_base: &Url) -> Self {
         Self {
             keys,
             scope: CredentialScope::new(std::slice::from_ref(pcm_base)),
         }
     }
 
-    /// Also sends keys to the origin of `url`.
-    pub fn scope_to(mut self, url: &Url) -> Self {
+    /// Also sends keys to the origin of `url` (scheme, host and port).
+    pub fn add_origin(mut self, url: &Url) -> Self {
         self.scope.origins.add(url);
         self
     }
 
-    /// Allows keys over plain `http://` to non-loopback hosts.
+    /// Allows keys over plain `http://` to non-loopback hosts (the layer's one switch).
     ///
     /// **Security warning:** anyone on the path can read the key.
     pub fn allow_insecure_http(mut self) -> Self {
@@ -242,7 +248,7 @@ mod tests {
 
     #[test]
     fn each_publisher_gets_its_own_key_and_a_later_key_replaces_an_earlier_one() {
-        let mut keys = PentaleapApiKeys::new();
+        let mut keys = ApiKeys::new();
         for id in (0..50).rev() {
             keys = keys
                 .publisher(id.to_string(), &format!("key-{id}"))
@@ -260,20 +266,20 @@ mod tests {
         }
         assert!(matches!(
             keys.for_path("/external/v2/publishers/50/markets"),
-            Err(Error::UnknownPublisher { .. })
+            Err(Error::NoCredential { key: Some(_) })
         ));
     }
 
     #[test]
     fn debug_hides_keys() {
-        let keys = PentaleapApiKeys::new()
+        let keys = ApiKeys::new()
             .publisher("1", "SENTINEL-KEY")
             .unwrap()
             .default_key("SENTINEL-DEFAULT")
             .unwrap();
         let shown = format!(
             "{keys:?} {:?}",
-            ApiKeyAuth::new(&Url::parse("https://p.example").unwrap(), keys.clone())
+            ApiKeyAuth::with_base_url(keys.clone(), &Url::parse("https://p.example").unwrap())
         );
         assert!(!shown.contains("SENTINEL"), "{shown}");
     }
@@ -281,11 +287,11 @@ mod tests {
     #[test]
     fn illegal_keys_are_config_errors() {
         assert!(matches!(
-            PentaleapApiKeys::single("a\r\nb"),
+            ApiKeys::single("a\r\nb"),
             Err(Error::Config(_))
         ));
         assert!(matches!(
-            PentaleapApiKeys::single(" "),
+            ApiKeys::single(" "),
             Err(Error::Config(_))
         ));
     }

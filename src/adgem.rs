@@ -6,25 +6,26 @@ use std::fmt;
 use secrecy::SecretString;
 use url::Url;
 
-use super::{endpoint, engine_provider, env_int, env_var, parse_url};
+use crate::engine::{ErrorShape, HttpTokenSource, Param, ResponseShape};
 use crate::error::Error;
-use crate::{AuthMiddleware, ErrorShape, HttpTokenSource, Param, ResponseShape};
+use crate::partner::{endpoint, env_int, env_var, parse_url, partner_source};
+use crate::AuthMiddleware;
 
 /// AdGem's Targeted API host, as its documentation names it.
-pub const ADGEM_BASE_URL: &str = "https://targeted-api.adgem.com";
+pub const BASE_URL: &str = "https://targeted-api.adgem.com";
 
 /// AdGem application credentials. The two ids are integers, as the contract types them.
 ///
 /// `Debug` shows the ids and client id, never the secret.
 #[derive(Clone)]
-pub struct AdGemCredentials {
+pub struct Credentials {
     pub_id: i64,
     app_id: i64,
     client_id: String,
     client_secret: SecretString,
 }
 
-impl AdGemCredentials {
+impl Credentials {
     /// Credentials of one AdGem application.
     pub fn new(
         pub_id: i64,
@@ -55,9 +56,9 @@ impl AdGemCredentials {
     }
 }
 
-impl fmt::Debug for AdGemCredentials {
+impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdGemCredentials")
+        f.debug_struct("adgem::Credentials")
             .field("pub_id", &self.pub_id)
             .field("app_id", &self.app_id)
             .field("client_id", &self.client_id)
@@ -69,19 +70,19 @@ impl fmt::Debug for AdGemCredentials {
 /// AdGem's token source. Errors are `{"error", "error_description"}`: `invalid_client`
 /// (401) is a credential error, `server_error` (500) is transient and retried.
 #[derive(Debug, Clone)]
-pub struct AdGem {
+pub struct Source {
     inner: HttpTokenSource,
 }
 
-impl AdGem {
-    /// Against the production host [`ADGEM_BASE_URL`].
-    pub fn new(credentials: AdGemCredentials) -> Self {
-        let base = parse_url(ADGEM_BASE_URL).expect("ADGEM_BASE_URL is a valid url");
+impl Source {
+    /// Against the production host [`BASE_URL`].
+    pub fn new(credentials: Credentials) -> Self {
+        let base = parse_url(BASE_URL, "base").expect("BASE_URL is a valid url");
         Self::with_base_url(credentials, &base)
     }
 
     /// Against another host (a sandbox, a mock). The token goes to requests for this origin.
-    pub fn with_base_url(credentials: AdGemCredentials, base: &Url) -> Self {
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/v1/apps/tokens"))
             .param("adgem_pub_id", Param::Integer(credentials.pub_id))
             .param("adgem_app_id", Param::Integer(credentials.app_id))
@@ -93,20 +94,25 @@ impl AdGem {
                     .with_token_type("token_type"),
             )
             .errors(ErrorShape::default().credential_codes(&["invalid_client"]))
-            .scope_to(base);
+            .add_origin(base);
         Self { inner }
     }
 }
 
-/// The AdGem middleware: `AdGemAuth::new(AdGemCredentials::new(pub_id, app_id, id, secret))`.
-pub type AdGemAuth = AuthMiddleware<AdGem>;
+/// The AdGem layer: an [`AuthMiddleware`] over an AdGem [`Source`].
+pub type Auth = AuthMiddleware<Source>;
 
-engine_provider!(AdGem, AdGemAuth);
+partner_source!("AdGem");
 
-impl AuthMiddleware<AdGem> {
-    /// An AdGem layer against the production host.
-    pub fn new(credentials: AdGemCredentials) -> Self {
-        Self::from_source(AdGem::new(credentials))
+impl AuthMiddleware<Source> {
+    /// An AdGem layer against the production host [`BASE_URL`].
+    pub fn new(credentials: Credentials) -> Self {
+        Self::from_source(Source::new(credentials))
+    }
+
+    /// An AdGem layer against another host (a sandbox, a mock).
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
+        Self::from_source(Source::with_base_url(credentials, base))
     }
 }
 
@@ -116,7 +122,7 @@ mod tests {
 
     #[test]
     fn default_host_is_the_documented_one() {
-        let a = AdGem::new(AdGemCredentials::new(1, 2, "id", "s"));
+        let a = Source::new(Credentials::new(1, 2, "id", "s"));
         assert_eq!(
             a.token_url().as_str(),
             "https://targeted-api.adgem.com/v1/apps/tokens"

@@ -1,27 +1,40 @@
-//! Targeter: `POST /api/auth/token` with JSON `{api_key, api_secret}`.
+//! Targeter: `POST /api/auth/token` with JSON `{api_key, api_secret}`; one-hour tokens.
+//!
+//! ```
+//! use reqwest_partner_auth::targeter;
+//!
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(targeter::Auth::new(targeter::Credentials::new("key", "secret")))
+//!     .build();
+//! # let _ = client;
+//! ```
+//!
+//! A sandbox or a mock: [`Auth::with_base_url`]. Other settings (refresh skew, more origins):
+//! [`AuthMiddleware::builder`](crate::AuthMiddleware::builder) over a [`Source`].
 
 use std::fmt;
 
 use secrecy::SecretString;
 use url::Url;
 
-use super::{endpoint, engine_provider, env_var, parse_url};
+use crate::engine::{ErrorShape, HttpTokenSource, Param, ResponseShape};
 use crate::error::Error;
-use crate::{AuthMiddleware, ErrorShape, HttpTokenSource, Param, ResponseShape};
+use crate::partner::{endpoint, env_var, parse_url, partner_source};
+use crate::AuthMiddleware;
 
 /// Targeter's production host, as its documentation names it.
-pub const TARGETER_BASE_URL: &str = "https://storhaug.targeter.tech";
+pub const BASE_URL: &str = "https://storhaug.targeter.tech";
 
 /// A Targeter API key and secret.
 ///
 /// `Debug` shows the key, never the secret.
 #[derive(Clone)]
-pub struct TargeterCredentials {
+pub struct Credentials {
     api_key: String,
     api_secret: SecretString,
 }
 
-impl TargeterCredentials {
+impl Credentials {
     /// Credentials issued to your partnership.
     pub fn new(api_key: impl Into<String>, api_secret: impl Into<String>) -> Self {
         Self {
@@ -42,9 +55,9 @@ impl TargeterCredentials {
     }
 }
 
-impl fmt::Debug for TargeterCredentials {
+impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TargeterCredentials")
+        f.debug_struct("targeter::Credentials")
             .field("api_key", &self.api_key)
             .field("api_secret", &"[redacted]")
             .finish()
@@ -55,20 +68,20 @@ impl fmt::Debug for TargeterCredentials {
 /// `{access_token, token_type, expires_in}` (one hour), errors `{"error": "..."}` with 400,
 /// 401 (credential errors, not retried) and 500 (retried).
 #[derive(Debug, Clone)]
-pub struct Targeter {
+pub struct Source {
     inner: HttpTokenSource,
 }
 
-impl Targeter {
-    /// Against the production host [`TARGETER_BASE_URL`].
-    pub fn new(credentials: TargeterCredentials) -> Self {
+impl Source {
+    /// Against the production host [`BASE_URL`].
+    pub fn new(credentials: Credentials) -> Self {
         // The constant is a valid URL; a failure here is a bug caught by the unit test.
-        let base = parse_url(TARGETER_BASE_URL).expect("TARGETER_BASE_URL is a valid url");
+        let base = parse_url(BASE_URL, "base").expect("BASE_URL is a valid url");
         Self::with_base_url(credentials, &base)
     }
 
     /// Against another host (a sandbox, a mock). The token goes to requests for this origin.
-    pub fn with_base_url(credentials: TargeterCredentials, base: &Url) -> Self {
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/api/auth/token"))
             .param("api_key", Param::Text(credentials.api_key))
             .param("api_secret", Param::Secret(credentials.api_secret))
@@ -79,28 +92,25 @@ impl Targeter {
             )
             // `{"error": "Invalid API credentials"}`: a message, not a code.
             .errors(ErrorShape::default().code_field(None))
-            .scope_to(base);
+            .add_origin(base);
         Self { inner }
     }
 }
 
-/// The Targeter middleware: `TargeterAuth::new(TargeterCredentials::new(key, secret))`.
-pub type TargeterAuth = AuthMiddleware<Targeter>;
+/// The Targeter layer: an [`AuthMiddleware`] over a Targeter [`Source`].
+pub type Auth = AuthMiddleware<Source>;
 
-engine_provider!(Targeter, TargeterAuth);
+partner_source!("Targeter");
 
-impl AuthMiddleware<Targeter> {
-    /// A Targeter layer against the production host.
-    ///
-    /// ```
-    /// use reqwest_partner_auth::{TargeterAuth, TargeterCredentials};
-    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-    ///     .with(TargeterAuth::new(TargeterCredentials::new("key", "secret")))
-    ///     .build();
-    /// # let _ = client;
-    /// ```
-    pub fn new(credentials: TargeterCredentials) -> Self {
-        Self::from_source(Targeter::new(credentials))
+impl AuthMiddleware<Source> {
+    /// A Targeter layer against the production host [`BASE_URL`].
+    pub fn new(credentials: Credentials) -> Self {
+        Self::from_source(Source::new(credentials))
+    }
+
+    /// A Targeter layer against another host (a sandbox, a mock).
+    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
+        Self::from_source(Source::with_base_url(credentials, base))
     }
 }
 
@@ -110,7 +120,7 @@ mod tests {
 
     #[test]
     fn default_host_is_the_documented_one() {
-        let t = Targeter::new(TargeterCredentials::new("k", "s"));
+        let t = Source::new(Credentials::new("k", "s"));
         assert_eq!(
             t.token_url().as_str(),
             "https://storhaug.targeter.tech/api/auth/token"

@@ -1,9 +1,10 @@
 //! OAuth 2.0: client credentials (RFC 6749 §4.4), authorization code with PKCE (RFC 7636,
 //! S256) and rotating refresh tokens (Auth0, Pentaleap's campaign API).
 
-pub(crate) mod client_credentials;
-pub(crate) mod login;
-pub(crate) mod refresh;
+mod client_credentials;
+mod login;
+mod refresh;
+mod urls;
 
 use std::fmt;
 use std::time::Duration;
@@ -11,16 +12,18 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::endpoint::{default_token_client, DEFAULT_TOKEN_TIMEOUT};
+use crate::engine::{default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT};
 use crate::error::Error;
-use crate::providers::{endpoint, parse_url};
-use crate::{Encoding, HttpTokenSource, Param};
+use crate::partner::{endpoint, parse_url};
 
-use client_credentials::ClientAuth;
+pub use client_credentials::{ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource};
+pub use login::{pkce_challenge, PendingLogin};
+pub use refresh::{RefreshTokenAuth, RefreshTokenSource, DEFAULT_SESSION_LIMIT};
+pub use urls::{AuthorizeUrl, RedirectUrl, TokenUrl};
 
 /// A client registered with an authorization server: where its endpoints are, its id, and
 /// what it asks for. Shared by the login ([`OAuthClient::begin_login`]) and the refresh
-/// middleware ([`RefreshToken`](crate::RefreshToken)).
+/// source ([`RefreshTokenSource`]).
 ///
 /// A confidential client (one with a [`client_secret`](Self::client_secret)) authenticates
 /// at the token endpoint as [`client_auth`](Self::client_auth) says, for the code exchange
@@ -30,27 +33,23 @@ use client_credentials::ClientAuth;
 /// `client_id` in the body.
 ///
 /// ```
-/// use reqwest_partner_auth::{ClientAuth, OAuthClient};
-/// use url::Url;
-/// # fn main() -> Result<(), url::ParseError> {
-/// let client = OAuthClient::new(
-///         Url::parse("https://login.partner.example/authorize")?,
-///         Url::parse("https://login.partner.example/token")?,
-///         "my-client",
-///     )
+/// use reqwest_partner_auth::oauth2::{AuthorizeUrl, ClientAuthMethod, OAuthClient, TokenUrl};
+/// # fn main() -> Result<(), reqwest_partner_auth::Error> {
+/// let client = OAuthClient::new(TokenUrl::parse("https://login.partner.example/token")?, "my-client")
+///     .authorize_url(AuthorizeUrl::parse("https://login.partner.example/authorize")?)
 ///     .client_secret("my-secret")
 ///     // The method the client is registered with (`client_secret_post` here).
-///     .client_auth(ClientAuth::RequestBody)
+///     .client_auth(ClientAuthMethod::RequestBody)
 ///     .timeout(std::time::Duration::from_secs(5));
 /// # let _ = client; Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct OAuthClient {
-    pub(crate) authorize_url: Url,
+    pub(crate) authorize_url: Option<Url>,
     pub(crate) token_url: Url,
     pub(crate) client_id: String,
     pub(crate) client_secret: Option<SecretString>,
-    pub(crate) client_auth: ClientAuth,
+    pub(crate) client_auth: ClientAuthMethod,
     pub(crate) audience: Option<String>,
     pub(crate) scopes: Vec<String>,
     pub(crate) redirect_uri: Option<Url>,
@@ -63,7 +62,7 @@ pub struct OAuthClient {
 impl fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthClient")
-            .field("authorize_url", &self.authorize_url.as_str())
+            .field("authorize_url", &self.authorize_url.as_ref().map(Url::as_str))
             .field("token_url", &self.token_url.as_str())
             .field("client_id", &self.client_id)
             .field(
@@ -80,15 +79,17 @@ impl fmt::Debug for OAuthClient {
 }
 
 impl OAuthClient {
-    /// A client with explicit endpoints. A confidential client authenticates with HTTP
-    /// Basic unless told otherwise ([`client_auth`](Self::client_auth)).
-    pub fn new(authorize_url: Url, token_url: Url, client_id: impl Into<String>) -> Self {
+    /// A client of the authorization server whose token endpoint is `token_url`. A
+    /// confidential client authenticates with HTTP Basic unless told otherwise
+    /// ([`client_auth`](Self::client_auth)); a login also needs
+    /// [`authorize_url`](Self::authorize_url) and [`redirect_uri`](Self::redirect_uri).
+    pub fn new(token_url: TokenUrl, client_id: impl Into<String>) -> Self {
         Self {
-            authorize_url,
-            token_url,
+            authorize_url: None,
+            token_url: token_url.into_url(),
             client_id: client_id.into(),
             client_secret: None,
-            client_auth: ClientAuth::Basic,
+            client_auth: ClientAuthMethod::Basic,
             audience: None,
             scopes: Vec::new(),
             redirect_uri: None,
@@ -101,23 +102,22 @@ impl OAuthClient {
 
     /// An Auth0 tenant: `https://<domain>/authorize` and `https://<domain>/oauth/token`.
     /// `domain` is a host name (`tenant.eu.auth0.com`) or a base URL. A confidential client
-    /// sends its secret in the request body ([`ClientAuth::RequestBody`]), Auth0's default
+    /// sends its secret in the request body ([`ClientAuthMethod::RequestBody`]), Auth0's default
     /// method (`client_secret_post`).
     ///
     /// # Errors
     /// [`Error::Config`] if `domain` is not a usable host or URL.
     pub fn auth0(domain: &str, client_id: impl Into<String>) -> Result<Self, Error> {
         let base = if domain.contains("://") {
-            parse_url(domain)?
+            parse_url(domain, "auth0 domain")?
         } else {
-            parse_url(&format!("https://{domain}"))?
+            parse_url(&format!("https://{domain}"), "auth0 domain")?
         };
-        Ok(Self::new(
-            endpoint(&base, "/authorize"),
-            endpoint(&base, "/oauth/token"),
-            client_id,
+        Ok(
+            Self::new(TokenUrl::new(endpoint(&base, "/oauth/token")), client_id)
+                .authorize_url(AuthorizeUrl::new(endpoint(&base, "/authorize")))
+                .client_auth(ClientAuthMethod::RequestBody),
         )
-        .client_auth(ClientAuth::RequestBody))
     }
 
     /// The client secret, for confidential clients (sent as
@@ -128,10 +128,10 @@ impl OAuthClient {
     }
 
     /// How a confidential client authenticates at the token endpoint (code exchange and
-    /// refresh): use the method it is registered with. Default [`ClientAuth::Basic`], or
-    /// [`ClientAuth::RequestBody`] for [`OAuthClient::auth0`]. Without a secret the client is
+    /// refresh): use the method it is registered with. Default [`ClientAuthMethod::Basic`], or
+    /// [`ClientAuthMethod::RequestBody`] for [`OAuthClient::auth0`]. Without a secret the client is
     /// public and sends only its `client_id`, in the body.
-    pub fn client_auth(mut self, how: ClientAuth) -> Self {
+    pub fn client_auth(mut self, how: ClientAuthMethod) -> Self {
         self.client_auth = how;
         self
     }
@@ -152,9 +152,15 @@ impl OAuthClient {
         self
     }
 
+    /// The authorization endpoint a login opens in a browser.
+    pub fn authorize_url(mut self, url: AuthorizeUrl) -> Self {
+        self.authorize_url = Some(url.into_url());
+        self
+    }
+
     /// The callback URI registered with the authorization server.
-    pub fn redirect_uri(mut self, uri: Url) -> Self {
-        self.redirect_uri = Some(uri);
+    pub fn redirect_uri(mut self, uri: RedirectUrl) -> Self {
+        self.redirect_uri = Some(uri.into_url());
         self
     }
 
@@ -168,7 +174,7 @@ impl OAuthClient {
     }
 
     /// The `reqwest::Client` for token requests (default
-    /// [`default_token_client`](crate::default_token_client)). Whatever client is given,
+    /// [`default_token_client`](crate::engine::default_token_client)). Whatever client is given,
     /// token requests follow no redirect and are cut off after [`timeout`](Self::timeout).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = client;
@@ -176,14 +182,15 @@ impl OAuthClient {
     }
 
     /// How long one token request may take (default
-    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
+    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::engine::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
     /// with [`http_client`](Self::http_client) too.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// Allows endpoints on plain `http://` to non-loopback hosts.
+    /// Allows endpoints on plain `http://` to non-loopback hosts, and the API requests of a
+    /// layer over this client's sources: the one switch for both.
     ///
     /// **Security warning:** codes and tokens then travel readable by anyone on the path.
     pub fn allow_insecure_http(mut self) -> Self {
@@ -204,7 +211,7 @@ impl OAuthClient {
     /// The token request of a grant, with this client's settings and authentication: a
     /// form-encoded engine whose parameters are `grant_type`, `client_id` (unless the client
     /// authenticates with Basic), `params`, then `client_secret` (with
-    /// [`ClientAuth::RequestBody`]). The one place client authentication is decided, for
+    /// [`ClientAuthMethod::RequestBody`]). The one place client authentication is decided, for
     /// every grant.
     pub(crate) fn token_request<N: Into<String>>(
         &self,
@@ -222,7 +229,7 @@ impl OAuthClient {
         let basic = self
             .client_secret
             .as_ref()
-            .filter(|_| self.client_auth == ClientAuth::Basic);
+            .filter(|_| self.client_auth == ClientAuthMethod::Basic);
         if basic.is_none() {
             engine = engine.param("client_id", Param::Text(self.client_id.clone()));
         }
@@ -230,10 +237,10 @@ impl OAuthClient {
             engine = engine.param(name, value);
         }
         match (&self.client_secret, self.client_auth) {
-            (Some(secret), ClientAuth::Basic) => {
+            (Some(secret), ClientAuthMethod::Basic) => {
                 engine = engine.basic_auth(self.client_id.clone(), secret.clone());
             }
-            (Some(secret), ClientAuth::RequestBody) => {
+            (Some(secret), ClientAuthMethod::RequestBody) => {
                 engine = engine.param("client_secret", Param::Secret(secret.clone()));
             }
             (None, _) => {}

@@ -1,0 +1,115 @@
+//! What every partner module shares: URL joining, environment variables, and the macro that
+//! turns an [`HttpTokenSource`](crate::engine::HttpTokenSource) configuration into a partner's
+//! token source and layer.
+
+// With some partner features off, some of these helpers have no user.
+#![cfg_attr(
+    not(all(
+        feature = "targeter",
+        feature = "adgem",
+        feature = "setu",
+        feature = "channel-manager",
+        feature = "pentaleap",
+        feature = "oauth2"
+    )),
+    allow(dead_code, unused_macros, unused_imports)
+)]
+
+use url::Url;
+
+use crate::error::{ConfigError, Error};
+
+/// `base` with `path` appended to its path (keeping a base path such as `/api`).
+pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(&format!("{}{}", base.path().trim_end_matches('/'), path));
+    url.set_query(None);
+    url
+}
+
+/// Reads a required environment variable.
+pub(crate) fn env_var(name: &'static str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| Error::Config(ConfigError::MissingEnv { name }))
+}
+
+/// Reads a required environment variable holding an integer.
+pub(crate) fn env_int(name: &'static str) -> Result<i64, Error> {
+    env_var(name)?.trim().parse().map_err(|_| {
+        Error::Config(ConfigError::InvalidEnv {
+            name,
+            expected: "an integer",
+        })
+    })
+}
+
+/// Parses a URL given by the user; `role` names it in the error ("base", "token").
+pub(crate) fn parse_url(url: &str, role: &'static str) -> Result<Url, Error> {
+    Url::parse(url).map_err(|source| Error::Config(ConfigError::InvalidUrl { role, source }))
+}
+
+/// A partner's token source over the engine, and its layer.
+///
+/// `partner_source!(Name, "/token/path")` makes `Source` a [`TokenSource`] by delegation to
+/// its `inner: HttpTokenSource`, gives it the setters every partner shares, and gives
+/// `AuthMiddleware<Source>` the constructor `with_base_url`; with `production = CONST` also
+/// `new` on both, against that host.
+macro_rules! partner_source {
+    ($partner:literal) => {
+        #[$crate::async_trait]
+        impl $crate::TokenSource for Source {
+            async fn fetch(
+                &self,
+                cx: &$crate::FetchContext,
+            ) -> Result<$crate::Token, $crate::Error> {
+                self.inner.fetch(cx).await
+            }
+
+            fn api_origins(&self) -> Vec<url::Url> {
+                self.inner.api_origins()
+            }
+
+            fn allows_insecure_http(&self) -> bool {
+                self.inner.allows_insecure_http()
+            }
+        }
+
+        impl Source {
+            /// The `reqwest::Client` the token endpoint is called with (default
+            /// [`default_token_client`](crate::engine::default_token_client)).
+            pub fn http_client(mut self, client: reqwest::Client) -> Self {
+                self.inner = self.inner.http_client(client);
+                self
+            }
+
+            #[doc = concat!("Allows plain `http://` to a host that is not loopback, for ", $partner, "'s token")]
+            /// endpoint and for the API requests its layer authorizes alike (a sandbox
+            /// without TLS). The one switch for both.
+            ///
+            /// **Security warning:** credentials and tokens then travel readable by anyone on
+            /// the path.
+            pub fn allow_insecure_http(mut self) -> Self {
+                self.inner = self.inner.allow_insecure_http();
+                self
+            }
+
+            /// Timeout of each token request, whatever client is used (default
+            /// [`DEFAULT_TOKEN_TIMEOUT`](crate::engine::DEFAULT_TOKEN_TIMEOUT)).
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.inner = self.inner.timeout(timeout);
+                self
+            }
+
+            /// The token endpoint this source calls.
+            pub fn token_url(&self) -> &url::Url {
+                self.inner.url()
+            }
+        }
+
+        impl From<Source> for Auth {
+            fn from(source: Source) -> Self {
+                $crate::AuthMiddleware::from_source(source)
+            }
+        }
+    };
+}
+pub(crate) use partner_source;
