@@ -15,7 +15,7 @@
 //! * `auth_replay`: the crate's [`AuthMiddleware`] with its defaults (replay on), token
 //!   cached before measuring, from an in-memory [`TokenSource`] (no HTTP for the token).
 //! * `auth_without_replay`: the same with `.without_replay()`.
-//! * `api_key`: the crate's [`ApiKeyAuth`] with one default key.
+//! * `api_key`: the crate's [`pentaleap::ApiKeyAuth`] with one default key.
 //! * `min_arc_swap_bearer`: a minimal bearer layer (`benches/common`): one `ArcSwap` load and one
 //!   header insert, no scoping (what the lightest peer layers do).
 //! * `min_static_header`: a minimal layer inserting one fixed header value.
@@ -38,7 +38,7 @@ use arc_swap::ArcSwap;
 use criterion::{criterion_main, Criterion};
 use http::header::ACCEPT;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware};
-use reqwest_partner_auth::{ApiKeyAuth, AuthMiddleware, PentaleapApiKeys, TokenCache};
+use reqwest_partner_auth::{pentaleap, AuthMiddleware, TokenCache};
 use tokio::runtime::Runtime;
 use url::Url;
 
@@ -72,12 +72,12 @@ fn layer(c: &mut Criterion) {
 
     let cache = TokenCache::new(InMemorySource);
     rt.block_on(cache.token()).expect("token cached first");
-    let auth = AuthMiddleware::from_cache(cache.clone()).scope_to(&origin);
+    let auth = AuthMiddleware::from_cache(cache.clone()).add_origin(&origin);
     let auth_no_replay = AuthMiddleware::from_cache(cache.clone())
-        .scope_to(&origin)
+        .add_origin(&origin)
         .without_replay();
-    let keys = PentaleapApiKeys::single("bench-api-key-0123456789").expect("api key");
-    let api_key = ApiKeyAuth::new(&origin, keys);
+    let keys = pentaleap::ApiKeys::single("bench-api-key-0123456789").expect("api key");
+    let api_key = pentaleap::ApiKeyAuth::new(&origin, keys);
     let arc_swap = ArcSwapBearer(ArcSwap::from_pointee(auth_header("Bearer", TOKEN)));
     let static_header = StaticHeader(auth_header("Bearer", TOKEN));
 

@@ -21,7 +21,7 @@
 //! * `B`  an empty `reqwest_middleware::ClientWithMiddleware`;
 //! * `C`  [`AuthMiddleware`] with replay on (the default), token cached before measuring;
 //! * `D`  the same with [`AuthMiddleware::without_replay`];
-//! * `E`  [`ApiKeyAuth`] (Pentaleap feeds: the key of publisher 1001 is chosen from the path);
+//! * `E`  [`pentaleap::ApiKeyAuth`] (Pentaleap feeds: the key of publisher 1001 is chosen from the path);
 //! * `F`  a plain `reqwest::Client` whose `default_headers` hold a static `Authorization`;
 //! * `G`  a minimal bearer middleware (`benches/common`): `ArcSwap<HeaderValue>` load, header insert,
 //!   `next.run`;
@@ -82,7 +82,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware};
-use reqwest_partner_auth::{ApiKeyAuth, AuthMiddleware, PentaleapApiKeys, TokenCache};
+use reqwest_partner_auth::{pentaleap, AuthMiddleware, TokenCache};
 use tokio::runtime::Runtime;
 use url::Url;
 
@@ -223,11 +223,11 @@ fn variants(origin: &Url) -> (Vec<Variant>, [TokenCache<InMemorySource>; 2]) {
         TokenCache::new(InMemorySource),
         TokenCache::new(InMemorySource),
     ];
-    let replay_on = AuthMiddleware::from_cache(caches[0].clone()).scope_to(origin);
+    let replay_on = AuthMiddleware::from_cache(caches[0].clone()).add_origin(origin);
     let replay_off = AuthMiddleware::from_cache(caches[1].clone())
-        .scope_to(origin)
+        .add_origin(origin)
         .without_replay();
-    let keys = PentaleapApiKeys::new()
+    let keys = pentaleap::ApiKeys::new()
         .publisher(PUBLISHER, API_KEY)
         .expect("legal key");
     let mut default_headers = HeaderMap::new();
@@ -275,8 +275,8 @@ fn variants(origin: &Url) -> (Vec<Variant>, [TokenCache<InMemorySource>; 2]) {
         ),
         v(
             "E",
-            "ApiKeyAuth",
-            chain(Some(Arc::new(ApiKeyAuth::new(origin, keys)))),
+            "pentaleap::ApiKeyAuth",
+            chain(Some(Arc::new(pentaleap::ApiKeyAuth::new(origin, keys)))),
             Expect::ApiKey,
         ),
         v(

@@ -57,7 +57,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{AuthMiddleware, HttpTokenSource, Param};
+use reqwest_partner_auth::engine::{HttpTokenSource, Param};
+use reqwest_partner_auth::AuthMiddleware;
 use tokio::net::TcpListener;
 use url::Url;
 
@@ -203,7 +204,7 @@ fn client(http: &reqwest::Client, base: &Url) -> ClientWithMiddleware {
     let source = HttpTokenSource::post(base.join("/oauth/token").expect("token url"))
         .param("client_id", Param::text("storm-client"))
         .param("client_secret", Param::secret("storm-secret"))
-        .scope_to(base);
+        .add_origin(base);
     ClientBuilder::new(http.clone())
         .with(AuthMiddleware::from_source(source))
         .build()

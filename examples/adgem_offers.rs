@@ -28,9 +28,9 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use reqwest_partner_auth::{AdGemAuth, AdGemCredentials};
+//! use reqwest_partner_auth::adgem;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(AdGemAuth::new(AdGemCredentials::from_env()?))
+//!     .with(adgem::Auth::new(adgem::Credentials::from_env()?))
 //!     .build();
 //! let offers = client
 //!     .post("https://targeted-api.adgem.com/v1/offers")
@@ -49,7 +49,8 @@ use std::time::Duration;
 use httpmock::Method::POST;
 use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{AdGem, AdGemAuth, AdGemCredentials, Error, ManualClock};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::{adgem, Error};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -181,8 +182,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // --- The client: the AdGem layer pointed at the mock ------------------------------
     let base = Url::parse(&server.base_url())?;
     let clock = ManualClock::new();
-    let credentials = AdGemCredentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET);
-    let layer = AdGemAuth::from_source(AdGem::with_base_url(credentials, &base))
+    let credentials = adgem::Credentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET);
+    let layer = adgem::Auth::from_source(adgem::Source::with_base_url(credentials, &base))
         .clock(Arc::new(clock.clone()));
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(layer)
@@ -198,7 +199,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     query_offers(&client, &offers).await?;
     report(&token_endpoint, &api, 1, 3).await;
 
-    println!("\n3. An hour later the token is due; AdGem's first answer is a 500 server_error.");
+    println!(
+        "\n3. An hour later the token is due; adgem::Source's first answer is a 500 server_error."
+    );
     partner.fail_next.store(1, Ordering::SeqCst);
     clock.advance(Duration::from_secs(59 * 60 + 45));
     query_offers(&client, &offers).await?;
@@ -209,7 +212,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert_eq!(partner.server_errors.load(Ordering::SeqCst), 1);
 
-    println!("\n4. AdGem stops accepting the token; the offers API answers 401 to it.");
+    println!("\n4. adgem::Source stops accepting the token; the offers API answers 401 to it.");
     partner.revoked.store(true, Ordering::SeqCst);
     query_offers(&client, &offers).await?;
     report(&token_endpoint, &api, 4, 6).await;
@@ -219,8 +222,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n5. A client with a wrong client secret.");
     let wrong = ClientBuilder::new(reqwest::Client::new())
-        .with(AdGemAuth::from_source(AdGem::with_base_url(
-            AdGemCredentials::new(PUB_ID, APP_ID, CLIENT_ID, "not-the-secret"),
+        .with(adgem::Auth::from_source(adgem::Source::with_base_url(
+            adgem::Credentials::new(PUB_ID, APP_ID, CLIENT_ID, "not-the-secret"),
             &base,
         )))
         .build();
@@ -232,7 +235,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .expect_err("wrong credentials must fail");
     match Error::from_middleware(&err) {
         Some(Error::InvalidCredentials { message, code }) => {
-            println!("   Error::InvalidCredentials, AdGem says: {message:?} (code {code:?})");
+            println!(
+                "   Error::InvalidCredentials, adgem::Source says: {message:?} (code {code:?})"
+            );
             assert_eq!(message, "Invalid client credentials");
             assert_eq!(code.as_deref(), Some("invalid_client"));
         }
@@ -248,7 +253,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every body arrived intact"
     );
 
-    println!("\nDone: every step behaved as the AdGem contract says.");
+    println!("\nDone: every step behaved as the adgem::Source contract says.");
     Ok(())
 }
 

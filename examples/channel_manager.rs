@@ -22,10 +22,10 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use reqwest_partner_auth::{ChannelManagerAuth, ChannelManagerCredentials};
+//! use reqwest_partner_auth::channel_manager;
 //! let base = url::Url::parse("https://connectivity.partner.example/")?;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(ChannelManagerAuth::new(ChannelManagerCredentials::from_env()?, &base))
+//!     .with(channel_manager::Auth::with_base_url(channel_manager::Credentials::from_env()?, &base))
 //!     .build();
 //! let properties = client.get(base.join("properties")?).send().await?;
 //! # let _ = properties; Ok(()) }
@@ -38,9 +38,7 @@ use std::sync::Arc;
 use httpmock::Method::{GET, POST};
 use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{
-    ChannelManagerAuth, ChannelManagerCredentials, Error, CHANNEL_MANAGER_NOT_FOUND,
-};
+use reqwest_partner_auth::{channel_manager, Error};
 use url::Url;
 
 const USERNAME: &str = "channel_user";
@@ -93,7 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(partner.rejected.load(Ordering::SeqCst), 1);
 
     println!(
-        "4. An unknown channel user: the partner answers 500 \"{CHANNEL_MANAGER_NOT_FOUND}\"."
+        "4. An unknown channel user: the partner answers 500 \"{channel_manager::NOT_FOUND}\"."
     );
     let stranger = channel_client(&base, "not-the-password");
     let err = stranger
@@ -104,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match Error::from_middleware(&err) {
         Some(Error::InvalidCredentials { message, .. }) => {
             println!("   Error::InvalidCredentials {{ message: {message:?} }}");
-            assert_eq!(message, CHANNEL_MANAGER_NOT_FOUND);
+            assert_eq!(message, channel_manager::NOT_FOUND);
         }
         other => panic!("expected Error::InvalidCredentials, got {other:?}"),
     }
@@ -118,9 +116,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn channel_client(base: &Url, password: &str) -> ClientWithMiddleware {
-    let credentials = ChannelManagerCredentials::new(USERNAME, password);
+    let credentials = channel_manager::Credentials::new(USERNAME, password);
     ClientBuilder::new(reqwest::Client::new())
-        .with(ChannelManagerAuth::new(credentials, base))
+        .with(channel_manager::Auth::with_base_url(credentials, base))
         .build()
 }
 
@@ -144,7 +142,7 @@ async fn get_token_endpoint(server: &MockServer, partner: Arc<Partner>) -> Mock<
                 if !known {
                     partner.not_found.fetch_add(1, Ordering::SeqCst);
                     let body = format!(
-                        r#"{{"timestamp":"2024-01-01T00:00:00.000+00:00","status":500,"error":"Internal Server Error","message":"{CHANNEL_MANAGER_NOT_FOUND}","path":"/getToken"}}"#
+                        r#"{{"timestamp":"2024-01-01T00:00:00.000+00:00","status":500,"error":"Internal Server Error","message":"{channel_manager::NOT_FOUND}","path":"/getToken"}}"#
                     );
                     return response(500, "application/json", body);
                 }

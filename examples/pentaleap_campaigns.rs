@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use reqwest_middleware::ClientBuilder;
-use reqwest_partner_auth::{FileStore, OAuthClient, RefreshToken, RefreshTokenAuth, TokenStore};
+use reqwest_partner_auth::oauth2::{OAuthClient, RefreshTokenAuth, RefreshTokenSource};
+use reqwest_partner_auth::store::{FileStore, TokenStore};
 use secrecy::ExposeSecret;
 use url::Url;
 
@@ -66,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let refresh_token_before = current_refresh_token(&store, &key).await?;
 
     let auth = RefreshTokenAuth::from_source(
-        RefreshToken::new(client, Arc::new(store.clone()), key.clone()).scope_to(&pcm),
+        RefreshTokenSource::new(client, Arc::new(store.clone()), key.clone()).add_origin(&pcm),
     );
     let api = ClientBuilder::new(reqwest::Client::new())
         .with(auth)

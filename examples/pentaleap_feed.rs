@@ -12,24 +12,24 @@
 //!
 //! It shows: two publishers, each searched with its own key; the markets list with the default
 //! key; and a publisher without a key, which fails with the typed
-//! [`Error::UnknownPublisher`] before anything is sent. It prints statuses and counts, never a
+//! [`Error::NoCredential`] before anything is sent. It prints statuses and counts, never a
 //! key, and asserts every count.
 //!
 //! Against the real partner, give the base URL of your PCM domain and the keys Pentaleap gave
 //! you, one per publisher (or a single one from `PENTALEAP_API_KEY` with
-//! [`PentaleapApiKeys::from_env`]):
+//! [`pentaleap::ApiKeys::from_env`]):
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use reqwest_partner_auth::{ApiKeyAuth, PentaleapApiKeys};
+//! use reqwest_partner_auth::pentaleap;
 //! let pcm = url::Url::parse("https://pcm.your-domain.example/")?;
-//! let keys = PentaleapApiKeys::from_publishers([
+//! let keys = pentaleap::ApiKeys::from_publishers([
 //!     ("1001", std::env::var("PENTALEAP_KEY_1001")?),
 //!     ("1002", std::env::var("PENTALEAP_KEY_1002")?),
 //! ])?
 //! .default_key(&std::env::var("PENTALEAP_KEY_1001")?)?;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(ApiKeyAuth::new(&pcm, keys))
+//!     .with(pentaleap::ApiKeyAuth::new(&pcm, keys))
 //!     .build();
 //! let markets = client.get(pcm.join("external/v2/markets")?).send().await?;
 //! # let _ = markets; Ok(()) }
@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use httpmock::Method::GET;
 use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{ApiKeyAuth, Error, PentaleapApiKeys};
+use reqwest_partner_auth::{pentaleap, Error};
 use url::Url;
 
 const SEARCH_PATH: &str = r"^/external/v2/publishers/[^/]+/markets/[^/]+/products/search$";
@@ -56,10 +56,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let markets = markets_endpoint(&server, &issued).await;
 
     let pcm = Url::parse(&server.base_url())?;
-    let keys = PentaleapApiKeys::from_publishers(issued.clone())?.default_key(issued["1001"])?;
+    let keys = pentaleap::ApiKeys::from_publishers(issued.clone())?.default_key(issued["1001"])?;
     println!("Keys configured: {keys:?}");
     let client = ClientBuilder::new(reqwest::Client::new())
-        .with(ApiKeyAuth::new(&pcm, keys))
+        .with(pentaleap::ApiKeyAuth::new(&pcm, keys))
         .build();
 
     println!("1. Each publisher's product search, each with that publisher's own key.");
@@ -86,11 +86,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .expect_err("no key, no request");
     match Error::from_middleware(&err) {
-        Some(Error::UnknownPublisher { publisher }) => {
-            println!("   Error::UnknownPublisher {{ publisher: {publisher:?} }}");
+        Some(Error::NoCredential { publisher }) => {
+            println!("   Error::NoCredential {{ publisher: {publisher:?} }}");
             assert_eq!(publisher, "9999");
         }
-        other => panic!("expected Error::UnknownPublisher, got {other:?}"),
+        other => panic!("expected Error::NoCredential, got {other:?}"),
     }
     report(&search, &markets, 2, 1).await;
 

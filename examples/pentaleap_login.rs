@@ -17,7 +17,8 @@ mod login;
 #[path = "support/pentaleap_mock.rs"]
 mod mock;
 
-use reqwest_partner_auth::{FileStore, OAuthClient, TokenStore};
+use reqwest_partner_auth::oauth2::OAuthClient;
+use reqwest_partner_auth::store::{FileStore, TokenStore};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use httpmock::{HttpMockResponse, Method::GET, Method::POST, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{AuthMiddleware, HttpTokenSource, ManualClock, Param};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::engine::{HttpTokenSource, Param};
+use reqwest_partner_auth::AuthMiddleware;
 use serde_json::json;
 use url::Url;
 
@@ -80,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = HttpTokenSource::post(base.join("/oauth/token")?)
         .param("client_id", Param::text("demo-client"))
         .param("client_secret", Param::secret("demo-secret"))
-        .scope_to(&base);
+        .add_origin(&base);
     let clock = ManualClock::new();
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(AuthMiddleware::from_source(source).clock(Arc::new(clock.clone())))

@@ -28,10 +28,10 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use reqwest_partner_auth::{SetuAuth, SetuCredentials};
+//! use reqwest_partner_auth::setu;
 //! let base = url::Url::parse("https://bridge.setu.example/")?; // your environment's host
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(SetuAuth::new(SetuCredentials::from_env()?, &base))
+//!     .with(setu::Auth::with_base_url(setu::Credentials::from_env()?, &base))
 //!     .build();
 //! let res = client.get(base.join("the/next/api")?).send().await?;
 //! # let _ = res; Ok(()) }
@@ -44,10 +44,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{
-    Clock, Error, Expiry, FetchContext, FetchReason, ManualClock, Setu, SetuAuth, SetuCredentials,
-    TokenSource,
-};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::token::Expiry;
+use reqwest_partner_auth::{setu, Clock, Error, FetchContext, FetchReason, TokenSource};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -165,10 +164,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await;
 
     let base = Url::parse(&server.base_url())?;
-    let credentials = SetuCredentials::new(CLIENT_ID, CLIENT_SECRET);
+    let credentials = setu::Credentials::new(CLIENT_ID, CLIENT_SECRET);
 
-    println!("1. What the layer reads from Setu's answer (one direct fetch):");
-    let token = Setu::new(credentials.clone(), &base)
+    println!("1. What the layer reads from setu::Source's answer (one direct fetch):");
+    let token = setu::Source::with_base_url(credentials.clone(), &base)
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await?;
     let Expiry::At(exp) = token.expiry() else {
@@ -190,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(&token_endpoint, &api, 1, 0).await;
 
     // --- The client: the Setu layer pointed at the mock -------------------------------
-    let layer = SetuAuth::new(credentials, &base).clock(Arc::new(clock.clone()));
+    let layer = setu::Auth::with_base_url(credentials, &base).clock(Arc::new(clock.clone()));
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(layer)
         .build();
@@ -210,7 +209,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     call(&client, &next).await?;
     report(&token_endpoint, &api, 3, 4).await;
 
-    println!("\n5. Setu stops accepting the token; the API answers 401 to it.");
+    println!("\n5. setu::Source stops accepting the token; the API answers 401 to it.");
     partner.revoked.store(true, Ordering::SeqCst);
     call(&client, &next).await?;
     report(&token_endpoint, &api, 4, 6).await;
@@ -220,8 +219,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n6. A client with a wrong client secret.");
     let wrong = ClientBuilder::new(reqwest::Client::new())
-        .with(SetuAuth::new(
-            SetuCredentials::new(CLIENT_ID, "not-the-secret"),
+        .with(setu::Auth::with_base_url(
+            setu::Credentials::new(CLIENT_ID, "not-the-secret"),
             &base,
         ))
         .build();
@@ -232,7 +231,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .expect_err("wrong credentials must fail");
     match Error::from_middleware(&err) {
         Some(Error::InvalidCredentials { message, .. }) => {
-            println!("   Error::InvalidCredentials, Setu says: {message:?}");
+            println!("   Error::InvalidCredentials, setu::Source says: {message:?}");
             assert_eq!(message, "Invalid client or Invalid client credentials");
         }
         other => panic!("expected Error::InvalidCredentials, got {other:?}"),
@@ -247,7 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every form was well formed"
     );
 
-    println!("\nDone: every step behaved as the Setu contract says.");
+    println!("\nDone: every step behaved as the setu::Source contract says.");
     Ok(())
 }
 

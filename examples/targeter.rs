@@ -25,9 +25,9 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use reqwest_partner_auth::{TargeterAuth, TargeterCredentials};
+//! use reqwest_partner_auth::targeter;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(TargeterAuth::new(TargeterCredentials::from_env()?))
+//!     .with(targeter::Auth::new(targeter::Credentials::from_env()?))
 //!     .build();
 //! let res = client
 //!     .post("https://storhaug.targeter.tech/api/campaign")
@@ -44,7 +44,8 @@ use std::time::Duration;
 use httpmock::Method::POST;
 use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_partner_auth::{Error, ManualClock, Targeter, TargeterAuth, TargeterCredentials};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::{targeter, Error};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -133,8 +134,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // --- The client: the Targeter layer pointed at the mock ---------------------------
     let base = Url::parse(&server.base_url())?;
     let clock = ManualClock::new();
-    let layer = TargeterAuth::from_source(Targeter::with_base_url(
-        TargeterCredentials::new(API_KEY, API_SECRET),
+    let layer = targeter::Auth::from_source(targeter::Source::with_base_url(
+        targeter::Credentials::new(API_KEY, API_SECRET),
         &base,
     ))
     .clock(Arc::new(clock.clone()));
@@ -160,7 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     create_campaign(&client, &campaign).await?;
     report(&token_endpoint, &api, 2, 5).await;
 
-    println!("\n4. Targeter revokes the token; the API answers 401 to it.");
+    println!("\n4. targeter::Source revokes the token; the API answers 401 to it.");
     partner.revoked.store(true, Ordering::SeqCst);
     create_campaign(&client, &campaign).await?;
     report(&token_endpoint, &api, 3, 7).await;
@@ -170,10 +171,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\n5. A client with a wrong API secret.");
     let wrong = ClientBuilder::new(reqwest::Client::new())
-        .with(TargeterAuth::from_source(Targeter::with_base_url(
-            TargeterCredentials::new(API_KEY, "not-the-issued-secret"),
-            &base,
-        )))
+        .with(targeter::Auth::from_source(
+            targeter::Source::with_base_url(
+                targeter::Credentials::new(API_KEY, "not-the-issued-secret"),
+                &base,
+            ),
+        ))
         .build();
     let err = wrong
         .post(campaign.clone())
@@ -183,7 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .expect_err("wrong credentials must fail");
     match Error::from_middleware(&err) {
         Some(Error::InvalidCredentials { message, .. }) => {
-            println!("   Error::InvalidCredentials, Targeter says: {message:?}");
+            println!("   Error::InvalidCredentials, targeter::Source says: {message:?}");
             assert_eq!(message, "Invalid API credentials");
         }
         other => panic!("expected Error::InvalidCredentials, got {other:?}"),
@@ -198,7 +201,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every body was well formed"
     );
 
-    println!("\nDone: every step behaved as the Targeter contract says.");
+    println!("\nDone: every step behaved as the targeter::Source contract says.");
     Ok(())
 }
 

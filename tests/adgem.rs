@@ -9,10 +9,10 @@ use std::time::Duration;
 use common::{base, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    AdGem, AdGemAuth, AdGemCredentials, Error, Expiry, FetchContext, FetchReason, Malformed,
-    ManualClock, TokenSource, ADGEM_BASE_URL,
-};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::token::Expiry;
+use reqwest_partner_auth::{adgem, Error, FetchContext, FetchReason, TokenSource};
 use serde_json::json;
 
 const TOKEN_PATH: &str = "/v1/apps/tokens";
@@ -24,14 +24,14 @@ const CLIENT_ID: &str = "your-client-id";
 /// The sentinel secret: it must never show up in `Debug`, `Display` or errors.
 const CLIENT_SECRET: &str = common::SECRET;
 
-fn credentials() -> AdGemCredentials {
-    AdGemCredentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET)
+fn credentials() -> adgem::Credentials {
+    adgem::Credentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET)
 }
 
 /// An AdGem layer against the mock, on a manual clock, with three fast attempts.
-fn auth(server: &MockServer, clock: &ManualClock) -> AdGemAuth {
-    let source = AdGem::with_base_url(credentials(), &base(server));
-    common::on_clock(AdGemAuth::from_source(source), clock)
+fn auth(server: &MockServer, clock: &ManualClock) -> adgem::Auth {
+    let source = adgem::Source::with_base_url(credentials(), &base(server));
+    common::on_clock(adgem::Auth::from_source(source), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
@@ -218,7 +218,7 @@ async fn contract_example_response_is_accepted() {
     let token = token_endpoint(&server, |_| json_response(200, EXAMPLE)).await;
     let _api = offers_api(&server, &[]).await;
 
-    let source = AdGem::with_base_url(credentials(), &base(&server));
+    let source = adgem::Source::with_base_url(credentials(), &base(&server));
     let parsed = source
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
@@ -453,9 +453,9 @@ async fn debug_and_errors_never_show_the_secret() {
     let _api = offers_api(&server, &[TOKEN]).await;
 
     let creds = credentials();
-    let source = AdGem::with_base_url(creds.clone(), &base(&server));
+    let source = adgem::Source::with_base_url(creds.clone(), &base(&server));
     let mw = auth(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
     assert!(
         before.contains(CLIENT_ID),
@@ -484,7 +484,7 @@ async fn debug_and_errors_never_show_the_secret() {
 }
 
 /// adgem seed: "adgem_pub_id | integer | Yes", "adgem_app_id | integer | Yes" —
-/// `AdGemCredentials::from_env` reads `ADGEM_PUB_ID`, `ADGEM_APP_ID`, `ADGEM_CLIENT_ID` and
+/// `adgem::Credentials::from_env` reads `ADGEM_PUB_ID`, `ADGEM_APP_ID`, `ADGEM_CLIENT_ID` and
 /// `ADGEM_CLIENT_SECRET`; an id that is not an integer is `Error::Config` naming it. (All
 /// env-var checks of this file live in this one test: the environment is process-global.)
 #[tokio::test]
@@ -495,7 +495,7 @@ async fn from_env_reads_the_documented_variables() {
         "ADGEM_CLIENT_ID",
         "ADGEM_CLIENT_SECRET",
     ];
-    let config_error_naming = |var: &str| match AdGemCredentials::from_env() {
+    let config_error_naming = |var: &str| match adgem::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains(var), "{var}: {m}"),
         other => panic!("{var}: expected Config, got {other:?}"),
     };
@@ -516,7 +516,7 @@ async fn from_env_reads_the_documented_variables() {
     config_error_naming("ADGEM_CLIENT_SECRET");
     std::env::set_var("ADGEM_CLIENT_SECRET", "env-secret-31c9");
 
-    let creds = AdGemCredentials::from_env().unwrap();
+    let creds = adgem::Credentials::from_env().unwrap();
     let shown = format!("{creds:?}");
     assert!(shown.contains("env-client-31c9"), "{shown}");
     assert!(!shown.contains("env-secret-31c9"), "{shown}");
@@ -536,7 +536,7 @@ async fn from_env_reads_the_documented_variables() {
                 .body(common::token_body("tok-env", 3600));
         })
         .await;
-    AdGem::with_base_url(creds, &base(&server))
+    adgem::Source::with_base_url(creds, &base(&server))
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
         .unwrap();
@@ -552,29 +552,29 @@ async fn from_env_reads_the_documented_variables() {
 /// — the default token URL is the documented one and the token goes to that origin.
 #[test]
 fn default_host_is_the_documented_one() {
-    assert_eq!(ADGEM_BASE_URL, "https://targeted-api.adgem.com");
-    let source = AdGem::new(credentials());
+    assert_eq!(adgem::BASE_URL, "https://targeted-api.adgem.com");
+    let source = adgem::Source::new(credentials());
     assert_eq!(
         source.token_url().as_str(),
         "https://targeted-api.adgem.com/v1/apps/tokens"
     );
     let scope: Vec<String> = source
-        .default_scope()
+        .api_origins()
         .iter()
         .map(|u| u.origin().ascii_serialization())
         .collect();
     assert_eq!(scope, ["https://targeted-api.adgem.com"]);
 }
 
-/// adgem seed: "requests to the Targeted API" — a layer built with `AdGemAuth::new` is scoped
+/// adgem seed: "requests to the Targeted API" — a layer built with `adgem::Auth::new` is scoped
 /// to the AdGem host: a request to another origin (the mock) goes out without
 /// `Authorization` and costs no token fetch.
 #[tokio::test]
 async fn production_layer_leaves_other_origins_alone() {
     let server = MockServer::start_async().await;
     let api = offers_api(&server, &[]).await;
-    let mw = AdGemAuth::new(credentials());
-    let cache = mw.token_cache().clone();
+    let mw = adgem::Auth::new(credentials());
+    let cache = mw.cache().clone();
 
     let (status, seen) = query_offers(&common::client(mw), &server).await;
 

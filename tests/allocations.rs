@@ -7,7 +7,7 @@
 
 use arc_swap::ArcSwap;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware};
-use reqwest_partner_auth::{ApiKeyAuth, AuthMiddleware, PentaleapApiKeys, TokenCache};
+use reqwest_partner_auth::{pentaleap, AuthMiddleware, TokenCache};
 use url::Url;
 
 #[path = "../benches/common/mod.rs"]
@@ -64,7 +64,7 @@ fn the_layers_allocate_no_more_per_request_than_minimal_layers() {
     let cache = TokenCache::new(InMemorySource);
     rt.block_on(cache.token()).unwrap();
     let auth = |replay: bool| {
-        let mw = AuthMiddleware::from_cache(cache.clone()).scope_to(&origin);
+        let mw = AuthMiddleware::from_cache(cache.clone()).add_origin(&origin);
         if replay {
             mw
         } else {
@@ -73,13 +73,15 @@ fn the_layers_allocate_no_more_per_request_than_minimal_layers() {
     };
     let with_replay = blocks_per_request(&rt, &chain(auth(true)));
     let without_replay = blocks_per_request(&rt, &chain(auth(false)));
-    let keys = PentaleapApiKeys::new().publisher("1001", "key-a").unwrap();
-    let api_key = blocks_per_request(&rt, &chain(ApiKeyAuth::new(&origin, keys)));
+    let keys = pentaleap::ApiKeys::new()
+        .publisher("1001", "key-a")
+        .unwrap();
+    let api_key = blocks_per_request(&rt, &chain(pentaleap::ApiKeyAuth::new(&origin, keys)));
 
     let report = format!(
         "blocks per request: minimal bearer {min_bearer}, AuthMiddleware {with_replay} \
          (without replay {without_replay}), minimal static header {min_static}, \
-         ApiKeyAuth {api_key}"
+         pentaleap::ApiKeyAuth {api_key}"
     );
     println!("{report}");
     assert!(with_replay <= min_bearer, "{report}");

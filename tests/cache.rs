@@ -11,10 +11,15 @@ use std::time::Duration;
 
 use httpmock::{Mock, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
+use reqwest_partner_auth::cache::{
+    RetryPolicy, BACKGROUND_RETRY_PAUSE, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW,
+    REFRESH_AHEAD_LIMIT,
+};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::token::MAX_TOKEN_LIFETIME;
 use reqwest_partner_auth::{
-    AuthMiddleware, Clock, Error, FetchContext, Malformed, ManualClock, RetryPolicy, Token,
-    TokenCache, TokenSource, BACKGROUND_RETRY_PAUSE, DEFAULT_REFRESH_AHEAD, DEFAULT_REFRESH_SKEW,
-    MAX_TOKEN_LIFETIME, REFRESH_AHEAD_LIMIT,
+    AuthMiddleware, Clock, Error, FetchContext, Token, TokenCache, TokenSource,
 };
 use url::Url;
 
@@ -210,7 +215,7 @@ async fn refresh_ahead_uses_current_token_while_one_background_refresh_runs() {
     let old = api_mock(&server, "tok-1", 200).await;
     let new = api_mock(&server, "tok-2", 200).await;
     let mw = middleware(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client(mw);
 
     get_ok(&client, &server).await;
@@ -242,7 +247,7 @@ async fn many_requests_in_refresh_ahead_window_start_one_refresh() {
     let old = api_mock(&server, "tok-1", 200).await;
     let new = api_mock(&server, "tok-2", 200).await;
     let mw = middleware(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client(mw);
 
     get_ok(&client, &server).await;
@@ -280,7 +285,7 @@ async fn refresh_ahead_storm_starts_exactly_one_refresh_per_window() {
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
     let mw = middleware(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     assert_eq!(cache.token().await.unwrap().generation(), 1);
 
     let windows: usize = 120;
@@ -402,8 +407,8 @@ impl<S: TokenSource> TokenSource for Observed<S> {
         token
     }
 
-    fn default_scope(&self) -> Vec<Url> {
-        self.inner.default_scope()
+    fn api_origins(&self) -> Vec<Url> {
+        self.inner.api_origins()
     }
 }
 

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use httpmock::{Method, Mock, MockServer};
+use reqwest_partner_auth::cache::DEFAULT_FETCH_DEADLINE;
+use reqwest_partner_auth::clock::ManualClock;
 use reqwest_partner_auth::{
-    async_trait, Clock, Error, FetchContext, ManualClock, Token, TokenCache, TokenSource,
-    DEFAULT_FETCH_DEADLINE,
+    async_trait, Clock, Error, FetchContext, Token, TokenCache, TokenSource,
 };
 
 use common::{jwt_expiring_in, retries, token_body, TestSource, TOKEN_PATH};

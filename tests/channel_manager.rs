@@ -11,10 +11,11 @@ use common::{base, client};
 use httpmock::Method::{GET, POST};
 use httpmock::{HttpMockRequest, Mock, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    jwt_expiry, ChannelManager, ChannelManagerAuth, ChannelManagerCredentials, Clock, Error,
-    Malformed, ManualClock, CHANNEL_MANAGER_NOT_FOUND, DEFAULT_REFRESH_SKEW,
-};
+use reqwest_partner_auth::cache::DEFAULT_REFRESH_SKEW;
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::token::jwt_expiry;
+use reqwest_partner_auth::{channel_manager, Clock, Error};
 
 const USER: &str = "channel_user";
 /// The seed's example password.
@@ -30,13 +31,13 @@ const API_PATH: &str = "/properties";
 /// What a Spring controller sends with `text/plain`.
 const TEXT_PLAIN: &str = "text/plain;charset=UTF-8";
 
-fn layer(source: ChannelManager, clock: &ManualClock) -> ChannelManagerAuth {
-    common::on_clock(ChannelManagerAuth::from(source), clock)
+fn layer(source: channel_manager::Source, clock: &ManualClock) -> channel_manager::Auth {
+    common::on_clock(channel_manager::Auth::from(source), clock)
 }
 
-fn auth(server: &MockServer, clock: &ManualClock, password: &str) -> ChannelManagerAuth {
-    let source = ChannelManager::new(
-        ChannelManagerCredentials::new(USER, password),
+fn auth(server: &MockServer, clock: &ManualClock, password: &str) -> channel_manager::Auth {
+    let source = channel_manager::Source::with_base_url(
+        channel_manager::Credentials::new(USER, password),
         &base(server),
     );
     layer(source, clock)
@@ -151,8 +152,8 @@ async fn credentials_in_query_match_the_seed_example_request() {
         })
         .await;
     let api = api_echo_mock(&server).await;
-    let source = ChannelManager::new(
-        ChannelManagerCredentials::new(USER, PASSWORD),
+    let source = channel_manager::Source::with_base_url(
+        channel_manager::Credentials::new(USER, PASSWORD),
         &base(&server),
     )
     .credentials_in_query();
@@ -188,8 +189,8 @@ async fn credentials_in_query_are_form_encoded() {
         })
         .await;
     let api = api_echo_mock(&server).await;
-    let source = ChannelManager::new(
-        ChannelManagerCredentials::new(USER, SPECIAL_PASSWORD),
+    let source = channel_manager::Source::with_base_url(
+        channel_manager::Credentials::new(USER, SPECIAL_PASSWORD),
         &base(&server),
     )
     .credentials_in_query();
@@ -350,7 +351,7 @@ async fn assert_not_found(content_type: &str, body: &str) {
     let client = client(auth(&server, &clock, PASSWORD));
     match api_error(&client, &server).await {
         Error::InvalidCredentials { message, code } => {
-            assert_eq!(message, CHANNEL_MANAGER_NOT_FOUND);
+            assert_eq!(message, channel_manager::NOT_FOUND);
             assert_eq!(code, None, "a reason phrase is not an error code");
         }
         other => panic!("expected InvalidCredentials, got {other:?}"),
@@ -366,7 +367,7 @@ async fn assert_not_found(content_type: &str, body: &str) {
 /// retried.
 #[tokio::test]
 async fn channel_manager_not_found_plain_text_500_is_invalid_credentials() {
-    assert_not_found(TEXT_PLAIN, CHANNEL_MANAGER_NOT_FOUND).await;
+    assert_not_found(TEXT_PLAIN, channel_manager::NOT_FOUND).await;
 }
 
 /// Seed: "Channel manager not found RuntimeException" (as Spring Boot renders an uncaught
@@ -493,8 +494,8 @@ async fn api_401_after_the_replay_is_returned() {
 async fn password_never_shows_in_debug_or_errors() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
-    let credentials = ChannelManagerCredentials::new(USER, common::SECRET);
-    let source = ChannelManager::new(credentials.clone(), &base(&server));
+    let credentials = channel_manager::Credentials::new(USER, common::SECRET);
+    let source = channel_manager::Source::with_base_url(credentials.clone(), &base(&server));
     let mw = layer(source.clone(), &clock);
     let shown = format!("{credentials:?} {source:?} {mw:?}");
     assert!(!shown.contains(common::SECRET), "{shown}");
@@ -516,17 +517,17 @@ async fn from_env_reads_username_and_password() {
     const PASSWORD_VAR: &str = "CHANNEL_MANAGER_PASSWORD";
     std::env::remove_var(USER_VAR);
     std::env::remove_var(PASSWORD_VAR);
-    match ChannelManagerCredentials::from_env() {
+    match channel_manager::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains(USER_VAR), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
     std::env::set_var(USER_VAR, USER);
-    match ChannelManagerCredentials::from_env() {
+    match channel_manager::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains(PASSWORD_VAR), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
     std::env::set_var(PASSWORD_VAR, SPECIAL_PASSWORD);
-    let credentials = ChannelManagerCredentials::from_env().unwrap();
+    let credentials = channel_manager::Credentials::from_env().unwrap();
     std::env::remove_var(USER_VAR);
     std::env::remove_var(PASSWORD_VAR);
     assert!(!format!("{credentials:?}").contains(SPECIAL_PASSWORD));
@@ -547,7 +548,7 @@ async fn from_env_reads_username_and_password() {
         .await;
     api_echo_mock(&server).await;
     let client = client(layer(
-        ChannelManager::new(credentials, &base(&server)),
+        channel_manager::Source::with_base_url(credentials, &base(&server)),
         &clock,
     ));
     assert_eq!(call_api(&client, &server).await, "Bearer tok");

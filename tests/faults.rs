@@ -32,10 +32,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    AuthMiddleware, Error, HttpTokenSource, Lease, Malformed, ManualClock, Param, RetryPolicy,
-    TokenCache, DEFAULT_MAX_BODY, DEFAULT_REJECTION_COOLDOWN,
-};
+use reqwest_partner_auth::cache::{Lease, RetryPolicy, DEFAULT_REJECTION_COOLDOWN};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::engine::{HttpTokenSource, Param, DEFAULT_MAX_BODY};
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::{AuthMiddleware, Error, TokenCache};
 
 use common::{client_with, crate_error, on_clock, retries, token_body, SECRET};
 use server::{chunked_head, head, response, Answer, RawServer, Request};
@@ -78,7 +79,7 @@ fn source(server: &RawServer) -> HttpTokenSource {
         .param("client_id", Param::text("faults"))
         .param("client_secret", Param::secret(SECRET))
         .timeout(TIMEOUT)
-        .scope_to(&server.base())
+        .add_origin(&server.base())
 }
 
 /// The middleware on `clock` with fast retries (three attempts, backoff on the manual clock).

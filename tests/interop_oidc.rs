@@ -19,10 +19,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use httpmock::MockServer;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::OAuthErrorCode;
+use reqwest_partner_auth::oauth2::{
+    ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource, OAuthClient,
+    RefreshTokenAuth, RefreshTokenSource,
+};
+use reqwest_partner_auth::store::{MemoryStore, StoredTokens, TokenStore};
+use reqwest_partner_auth::token::jwt_expiry;
 use reqwest_partner_auth::{
-    jwt_expiry, AuthMiddleware, ClientAuth, ClientCredentials, ClientCredentialsAuth, Error,
-    FetchContext, FetchReason, ManualClock, MemoryStore, OAuthClient, OAuthErrorCode, RefreshToken,
-    RefreshTokenAuth, StoredTokens, TokenCache, TokenSource as _, TokenStore,
+    AuthMiddleware, Error, FetchContext, FetchReason, TokenCache, TokenSource as _,
 };
 use secrecy::ExposeSecret as _;
 use support::{
@@ -64,8 +70,8 @@ async fn stored_login(server: &OidcServer) -> CountingStore {
     CountingStore::new(memory)
 }
 
-fn refresh_source(server: &OidcServer, store: &CountingStore, api: &Url) -> RefreshToken {
-    RefreshToken::new(server.pkce_client(), Arc::new(store.clone()), KEY).scope_to(api)
+fn refresh_source(server: &OidcServer, store: &CountingStore, api: &Url) -> RefreshTokenSource {
+    RefreshTokenSource::new(server.pkce_client(), Arc::new(store.clone()), KEY).add_origin(api)
 }
 
 /// The refresh middleware over [`refresh_source`]. Tests force refreshes with
@@ -102,10 +108,10 @@ async fn client_credentials_http_basic() {
     let server = server_or_skip!("client_credentials_http_basic", 3600);
     let api = MockServer::start_async().await;
     echo_api(&api).await;
-    let source = ClientCredentials::new(server.token_url(), "cc-basic", "cc-basic-secret")
+    let source = ClientCredentialsSource::new(server.token_url(), "cc-basic", "cc-basic-secret")
         .scopes(["read:campaigns", "no:such-scope"])
         .param("audience", RESOURCE)
-        .scope_to(&api_base(&api));
+        .add_origin(&api_base(&api));
 
     // The source on its own: expires_in is read.
     let token = source
@@ -136,10 +142,10 @@ async fn client_credentials_request_body() {
     let server = server_or_skip!("client_credentials_request_body", 3600);
     let api = MockServer::start_async().await;
     echo_api(&api).await;
-    let source = ClientCredentials::new(server.token_url(), "cc-post", "cc-post-secret")
-        .client_auth(ClientAuth::RequestBody)
+    let source = ClientCredentialsSource::new(server.token_url(), "cc-post", "cc-post-secret")
+        .client_auth(ClientAuthMethod::RequestBody)
         .param("resource", RESOURCE)
-        .scope_to(&api_base(&api));
+        .add_origin(&api_base(&api));
     let cache = TokenCache::new(source.clone());
     let lease = cache
         .token()
@@ -161,7 +167,7 @@ async fn client_credentials_request_body() {
     );
 }
 
-fn assert_invalid_client(result: Result<reqwest_partner_auth::Lease, Error>, what: &str) {
+fn assert_invalid_client(result: Result<reqwest_partner_auth::cache::Lease, Error>, what: &str) {
     match result {
         Err(Error::InvalidCredentials { code, .. }) => {
             assert_eq!(code.as_deref(), Some("invalid_client"), "{what}");
@@ -176,33 +182,33 @@ async fn client_credentials_wrong_secret_or_method_is_invalid_client() {
         "client_credentials_wrong_secret_or_method_is_invalid_client",
         3600
     );
-    let cc = |id: &str, secret: &str, how: ClientAuth| {
+    let cc = |id: &str, secret: &str, how: ClientAuthMethod| {
         TokenCache::new(
-            ClientCredentials::new(server.token_url(), id, secret)
+            ClientCredentialsSource::new(server.token_url(), id, secret)
                 .client_auth(how)
                 .param("audience", RESOURCE),
         )
     };
     assert_invalid_client(
-        cc("cc-basic", WRONG_SECRET, ClientAuth::Basic)
+        cc("cc-basic", WRONG_SECRET, ClientAuthMethod::Basic)
             .token()
             .await,
         "cc-basic, wrong secret",
     );
     assert_invalid_client(
-        cc("cc-post", WRONG_SECRET, ClientAuth::RequestBody)
+        cc("cc-post", WRONG_SECRET, ClientAuthMethod::RequestBody)
             .token()
             .await,
         "cc-post, wrong secret",
     );
     assert_invalid_client(
-        cc("cc-basic", "cc-basic-secret", ClientAuth::RequestBody)
+        cc("cc-basic", "cc-basic-secret", ClientAuthMethod::RequestBody)
             .token()
             .await,
         "cc-basic registered for Basic, sent in the body",
     );
     assert_invalid_client(
-        cc("cc-post", "cc-post-secret", ClientAuth::Basic)
+        cc("cc-post", "cc-post-secret", ClientAuthMethod::Basic)
             .token()
             .await,
         "cc-post registered for the body, sent as Basic",
@@ -211,12 +217,12 @@ async fn client_credentials_wrong_secret_or_method_is_invalid_client() {
     // Through the middleware the same error is found with Error::from_middleware.
     let api = MockServer::start_async().await;
     let client = client_with(
-        ClientCredentialsAuth::from_source(ClientCredentials::new(
+        ClientCredentialsAuth::from_source(ClientCredentialsSource::new(
             server.token_url(),
             "cc-basic",
             WRONG_SECRET,
         ))
-        .scope_to(&api_base(&api)),
+        .add_origin(&api_base(&api)),
     );
     let err = client
         .get(api_base(&api).join("/campaigns").unwrap())
@@ -232,7 +238,7 @@ async fn client_credentials_wrong_secret_or_method_is_invalid_client() {
 
     // An audience the server does not know: a typed OAuth error, not a credentials one.
     let unknown = TokenCache::new(
-        ClientCredentials::new(server.token_url(), "cc-basic", "cc-basic-secret")
+        ClientCredentialsSource::new(server.token_url(), "cc-basic", "cc-basic-secret")
             .param("audience", "https://other.test"),
     );
     match unknown.token().await {
@@ -333,7 +339,7 @@ async fn login_and_refresh(client: OAuthClient) -> (StoredTokens, StoredTokens) 
     let memory = MemoryStore::new();
     memory.save(KEY, &tokens).await.unwrap();
     let store = CountingStore::new(memory);
-    RefreshToken::new(client, Arc::new(store.clone()), KEY)
+    RefreshTokenSource::new(client, Arc::new(store.clone()), KEY)
         .fetch(&FetchContext::new(FetchReason::Rejected))
         .await
         .expect("the refresh is accepted");
@@ -360,7 +366,7 @@ async fn confidential_client_with_http_basic_logs_in_and_refreshes() {
     assert_server_jwt(&server, access, "code-basic", 3600);
 }
 
-/// A client registered for `client_secret_post`: with `ClientAuth::RequestBody` the code
+/// A client registered for `client_secret_post`: with `ClientAuthMethod::RequestBody` the code
 /// exchange and the refresh carry the secret in the body, and both are accepted.
 #[tokio::test]
 async fn confidential_client_with_the_secret_in_the_body_logs_in_and_refreshes() {
@@ -370,7 +376,7 @@ async fn confidential_client_with_the_secret_in_the_body_logs_in_and_refreshes()
     );
     let client = server
         .code_client("code-post")
-        .client_auth(ClientAuth::RequestBody);
+        .client_auth(ClientAuthMethod::RequestBody);
 
     let (login_tokens, refreshed) = login_and_refresh(client).await;
 
@@ -392,7 +398,7 @@ async fn the_wrong_client_authentication_method_is_invalid_client() {
         server.code_client("code-post"),
         server
             .code_client("code-basic")
-            .client_auth(ClientAuth::RequestBody),
+            .client_auth(ClientAuthMethod::RequestBody),
     ] {
         let pending = client.begin_login().unwrap();
         let callback = support::drive_login(pending.authorize_url(), pending.redirect_uri()).await;
@@ -408,8 +414,8 @@ async fn the_wrong_client_authentication_method_is_invalid_client() {
     memory.save(KEY, &tokens).await.unwrap();
     let store = CountingStore::new(memory);
     let cx = FetchContext::new(FetchReason::Rejected);
-    let wrong = RefreshToken::new(
-        basic.clone().client_auth(ClientAuth::RequestBody),
+    let wrong = RefreshTokenSource::new(
+        basic.clone().client_auth(ClientAuthMethod::RequestBody),
         Arc::new(store.clone()),
         KEY,
     );
@@ -418,7 +424,7 @@ async fn the_wrong_client_authentication_method_is_invalid_client() {
         other => panic!("expected InvalidCredentials, got {other:?}"),
     }
     assert_eq!(store.saves(), 0);
-    RefreshToken::new(basic, Arc::new(store.clone()), KEY)
+    RefreshTokenSource::new(basic, Arc::new(store.clone()), KEY)
         .fetch(&cx)
         .await
         .expect("the refresh token was not used up");
@@ -440,7 +446,7 @@ async fn refresh_rotates_and_the_old_refresh_token_is_rejected() {
     let login_tokens = store.get(KEY).await;
     let old_refresh = refresh_of(&login_tokens);
     let mw = refresh_mw(&server, &store, &api_base(&api));
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client_with(mw);
 
     // The login's access token (an hour left) is used as is: nothing is refreshed.
@@ -554,7 +560,7 @@ async fn concurrent_requests_refresh_once() {
     // A clock that stands still: the 3 s tokens never expire during the test.
     let clock = ManualClock::new();
     let mw = refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone()));
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client_with(mw);
 
     // 50 requests on an empty cache (the stored token is too short-lived to reuse).
@@ -612,11 +618,7 @@ async fn two_caches_sharing_a_store_never_reuse_a_refresh_token() {
     // Two independent middlewares (two "workers") over one store: their caches do not know
     // each other, only the store's lock serialises their refreshes.
     let caches: Vec<_> = (0..2)
-        .map(|_| {
-            refresh_mw(&server, &store, &api_base(&api))
-                .token_cache()
-                .clone()
-        })
+        .map(|_| refresh_mw(&server, &store, &api_base(&api)).cache().clone())
         .collect();
     const ROUNDS: usize = 5;
     let tasks: Vec<_> = caches
@@ -694,15 +696,22 @@ struct NoLockStore {
 
 #[async_trait::async_trait]
 impl TokenStore for NoLockStore {
-    async fn load(&self, key: &str) -> Result<Option<reqwest_partner_auth::StoredTokens>, Error> {
+    async fn load(
+        &self,
+        key: &str,
+    ) -> Result<Option<reqwest_partner_auth::store::StoredTokens>, Error> {
         let tokens = self.inner.load(key).await;
         self.both_loaded.wait().await;
         tokens
     }
-    async fn save(&self, key: &str, t: &reqwest_partner_auth::StoredTokens) -> Result<(), Error> {
+    async fn save(
+        &self,
+        key: &str,
+        t: &reqwest_partner_auth::store::StoredTokens,
+    ) -> Result<(), Error> {
         self.inner.save(key, t).await
     }
-    async fn lock(&self, _key: &str) -> Result<reqwest_partner_auth::StoreLock, Error> {
+    async fn lock(&self, _key: &str) -> Result<reqwest_partner_auth::store::StoreLock, Error> {
         Ok(reqwest_partner_auth::StoreLock::new(()))
     }
 }
@@ -721,7 +730,7 @@ async fn without_the_lock_the_server_catches_a_double_send() {
     });
     let tasks: Vec<_> = (0..2)
         .map(|_| {
-            let source = RefreshToken::new(server.pkce_client(), Arc::clone(&store), KEY);
+            let source = RefreshTokenSource::new(server.pkce_client(), Arc::clone(&store), KEY);
             tokio::spawn(async move {
                 source
                     .fetch(&FetchContext::new(FetchReason::Rejected))
@@ -811,7 +820,7 @@ async fn file_store_shared_by_two_processes_never_reuses_a_refresh_token() {
 
     // 2 x 5 refreshes from two processes, and the login is alive: the rotation chain was
     // never broken by a refresh token sent twice.
-    let source = RefreshToken::new(server.pkce_client(), Arc::new(file.clone()), KEY);
+    let source = RefreshTokenSource::new(server.pkce_client(), Arc::new(file.clone()), KEY);
     source
         .fetch(&FetchContext::new(FetchReason::Rejected))
         .await
@@ -840,8 +849,12 @@ async fn cross_process_child() {
     let store = CountingStore::new(reqwest_partner_auth::FileStore::new(
         dir.join("tokens.json"),
     ));
-    let cache = TokenCache::new(RefreshToken::new(client, Arc::new(store.clone()), KEY))
-        .rejection_cooldown(Duration::ZERO);
+    let cache = TokenCache::new(RefreshTokenSource::new(
+        client,
+        Arc::new(store.clone()),
+        KEY,
+    ))
+    .rejection_cooldown(Duration::ZERO);
 
     // Start together: each child says it is ready and waits for the other.
     std::fs::write(dir.join(format!("ready-{id}")), b"").unwrap();

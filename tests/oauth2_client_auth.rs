@@ -1,6 +1,6 @@
 //! How an OAuth 2.0 client authenticates at the token endpoint (RFC 6749 §2.3.1), decided in
 //! one place for every grant: the code exchange ([`PendingLogin::complete`]), the refresh
-//! ([`RefreshToken`]) and client credentials ([`ClientCredentials`]). HTTP Basic with the
+//! ([`RefreshTokenSource`]) and client credentials ([`ClientCredentialsSource`]). HTTP Basic with the
 //! form-encoded id and secret by default, the request body for Auth0 (its default method,
 //! `client_secret_post`), `client_id` alone in the body for a public client. The exact
 //! requests are asserted against a real local HTTP server; so are the per-grant timeouts and
@@ -14,10 +14,11 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use common::Seen;
 use httpmock::{HttpMockRequest, MockServer};
-use reqwest_partner_auth::{
-    ClientAuth, ClientCredentials, Error, FetchContext, FetchReason, MemoryStore, OAuthClient,
-    RefreshToken, StoredTokens, TokenSource as _, TokenStore as _,
+use reqwest_partner_auth::oauth2::{
+    ClientAuthMethod, ClientCredentialsSource, OAuthClient, RefreshTokenSource,
 };
+use reqwest_partner_auth::store::{MemoryStore, StoredTokens, TokenStore as _};
+use reqwest_partner_auth::{Error, FetchContext, FetchReason, TokenSource as _};
 use url::Url;
 
 const TOKEN_PATH: &str = "/oauth/token";
@@ -103,7 +104,7 @@ async fn refresh(client: OAuthClient) -> Result<(), Error> {
         )
         .await
         .unwrap();
-    RefreshToken::new(client, Arc::new(store), KEY)
+    RefreshTokenSource::new(client, Arc::new(store), KEY)
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
         .map(|_| ())
@@ -142,12 +143,12 @@ async fn a_confidential_client_uses_basic_by_default_for_login_and_refresh() {
 
 /// `OAuthClient::auth0` with a secret: Auth0's default `client_secret_post`: `client_id`
 /// after the grant type, `client_secret` last, no `Authorization` header; for the exchange and
-/// the refresh alike. `OAuthClient::new(..).client_auth(ClientAuth::RequestBody)` is the same.
+/// the refresh alike. `OAuthClient::new(..).client_auth(ClientAuthMethod::RequestBody)` is the same.
 #[tokio::test]
 async fn auth0_and_request_body_send_the_secret_in_the_body() {
     for client in [
         |s: &MockServer| auth0(s),
-        |s: &MockServer| explicit(s).client_auth(ClientAuth::RequestBody),
+        |s: &MockServer| explicit(s).client_auth(ClientAuthMethod::RequestBody),
     ] {
         let server = MockServer::start_async().await;
         let (mock, seen) = token_endpoint(&server).await;
@@ -182,7 +183,7 @@ async fn auth0_and_request_body_send_the_secret_in_the_body() {
     }
 }
 
-/// `OAuthClient::auth0(..).client_auth(ClientAuth::Basic)`: an Auth0 application registered
+/// `OAuthClient::auth0(..).client_auth(ClientAuthMethod::Basic)`: an Auth0 application registered
 /// for `client_secret_basic` gets Basic.
 #[tokio::test]
 async fn auth0_can_be_told_to_use_basic() {
@@ -192,7 +193,7 @@ async fn auth0_can_be_told_to_use_basic() {
     refresh(
         auth0(&server)
             .client_secret(SECRET)
-            .client_auth(ClientAuth::Basic),
+            .client_auth(ClientAuthMethod::Basic),
     )
     .await
     .unwrap();
@@ -226,8 +227,8 @@ async fn a_public_client_sends_its_id_in_the_body_only() {
     }
 }
 
-/// `ClientCredentials` takes the same mechanism: Basic by default (exact header, body without
-/// credentials), the body with `ClientAuth::RequestBody`.
+/// `ClientCredentialsSource` takes the same mechanism: Basic by default (exact header, body without
+/// credentials), the body with `ClientAuthMethod::RequestBody`.
 #[tokio::test]
 async fn client_credentials_use_the_same_mechanism() {
     let server = MockServer::start_async().await;
@@ -235,12 +236,12 @@ async fn client_credentials_use_the_same_mechanism() {
     let url = Url::parse(&server.url(TOKEN_PATH)).unwrap();
     let cx = FetchContext::new(FetchReason::Initial);
 
-    ClientCredentials::new(url.clone(), ID, SECRET)
+    ClientCredentialsSource::new(url.clone(), ID, SECRET)
         .fetch(&cx)
         .await
         .unwrap();
-    ClientCredentials::new(url, ID, SECRET)
-        .client_auth(ClientAuth::RequestBody)
+    ClientCredentialsSource::new(url, ID, SECRET)
+        .client_auth(ClientAuthMethod::RequestBody)
         .fetch(&cx)
         .await
         .unwrap();
@@ -296,7 +297,7 @@ async fn an_echoed_basic_credential_is_scrubbed_on_login_and_refresh() {
 
 /// A token endpoint that hangs (5 s) behind a given client without a timeout: the grant's
 /// own `timeout` (300 ms) cuts off the code exchange (`OAuthClient::timeout`) and a client
-/// credentials fetch (`ClientCredentials::timeout`) with `Error::Transport` ("timed out").
+/// credentials fetch (`ClientCredentialsSource::timeout`) with `Error::Transport` ("timed out").
 #[tokio::test]
 async fn the_token_timeout_applies_to_a_given_client() {
     let server = MockServer::start_async().await;
@@ -310,7 +311,7 @@ async fn the_token_timeout_applies_to_a_given_client() {
     let login_client = explicit(&server)
         .http_client(reqwest::Client::new())
         .timeout(timeout);
-    let cc = ClientCredentials::new(Url::parse(&server.url(TOKEN_PATH)).unwrap(), ID, SECRET)
+    let cc = ClientCredentialsSource::new(Url::parse(&server.url(TOKEN_PATH)).unwrap(), ID, SECRET)
         .http_client(reqwest::Client::new())
         .timeout(timeout);
 

@@ -1,4 +1,4 @@
-//! The client credentials grant (RFC 6749 §4.4) through [`ClientCredentials`], against a real
+//! The client credentials grant (RFC 6749 §4.4) through [`ClientCredentialsSource`], against a real
 //! local HTTP server: the exact request the token endpoint receives (§4.4.2, client
 //! authentication §2.3.1, scope §3.3), the success response (§5.1) and every §5.2 error,
 //! with exact hit counts (credential errors are not retried, 5xx are).
@@ -12,10 +12,12 @@ use base64::Engine as _;
 use common::{token_body, Seen, SECRET};
 use httpmock::{HttpMockResponse, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    AuthMiddleware, ClientAuth, ClientCredentials, ClientCredentialsAuth, Error, Malformed,
-    ManualClock, OAuthErrorCode,
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::{Malformed, OAuthErrorCode};
+use reqwest_partner_auth::oauth2::{
+    ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource,
 };
+use reqwest_partner_auth::{AuthMiddleware, Error};
 
 const TOKEN_PATH: &str = "/oauth/token";
 const API_PATH: &str = "/v1/offers";
@@ -99,12 +101,12 @@ async fn api_any(server: &MockServer) -> httpmock::Mock<'_> {
         .await
 }
 
-fn source(server: &MockServer, id: &str, secret: &str) -> ClientCredentials {
+fn source(server: &MockServer, id: &str, secret: &str) -> ClientCredentialsSource {
     let base = common::base(server);
-    ClientCredentials::new(base.join(TOKEN_PATH).unwrap(), id, secret).scope_to(&base)
+    ClientCredentialsSource::new(base.join(TOKEN_PATH).unwrap(), id, secret).add_origin(&base)
 }
 
-fn client(source: ClientCredentials, clock: &ManualClock) -> ClientWithMiddleware {
+fn client(source: ClientCredentialsSource, clock: &ManualClock) -> ClientWithMiddleware {
     let mw: ClientCredentialsAuth = common::on_clock(AuthMiddleware::from_source(source), clock);
     common::client(mw)
 }
@@ -187,7 +189,7 @@ async fn request_body_auth_sends_credentials_in_the_body_and_no_authorization_he
     let token = token_endpoint(&server, vec![ok("cc-token")]).await;
     let api = api_accepting(&server, "cc-token").await;
     let client = client(
-        source(&server, "a:b", "p@ss word").client_auth(ClientAuth::RequestBody),
+        source(&server, "a:b", "p@ss word").client_auth(ClientAuthMethod::RequestBody),
         &clock,
     );
 
@@ -214,7 +216,7 @@ async fn scopes_and_audience_are_sent() {
     let api = api_accepting(&server, "cc-token").await;
     let client = client(
         source(&server, ID, SECRET)
-            .client_auth(ClientAuth::RequestBody)
+            .client_auth(ClientAuthMethod::RequestBody)
             .scopes(["read:offers", "write:offers"])
             .param("audience", "https://api.partner.example"),
         &clock,
@@ -410,7 +412,7 @@ async fn error_description_echoing_the_secret_is_scrubbed() {
     )
     .await;
     let client = client(
-        source(&server, ID, SECRET).client_auth(ClientAuth::RequestBody),
+        source(&server, ID, SECRET).client_auth(ClientAuthMethod::RequestBody),
         &clock,
     );
 

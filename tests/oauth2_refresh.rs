@@ -1,6 +1,6 @@
 //! Rotating refresh tokens (RFC 6749 §6, Auth0 refresh-token rotation as Pentaleap's guide
 //! describes it: each refresh token works once, a reused one invalidates the whole login,
-//! and a login lasts at most 180 days) through [`RefreshToken`] / [`RefreshTokenAuth`] and a
+//! and a login lasts at most 180 days) through [`RefreshTokenSource`] / [`RefreshTokenAuth`] and a
 //! [`TokenStore`], against a real local HTTP server that rotates like Auth0.
 
 mod common;
@@ -13,10 +13,11 @@ use std::time::{Duration, SystemTime};
 use common::{base, client, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    async_trait, Clock, DeadLogin, Error, ManualClock, MemoryStore, OAuthClient, RefreshToken,
-    RefreshTokenAuth, StoreError, StoreErrorKind, StoreLock, StoredTokens, TokenStore,
-};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::{StoreError, StoreErrorKind};
+use reqwest_partner_auth::oauth2::{OAuthClient, RefreshTokenAuth, RefreshTokenSource};
+use reqwest_partner_auth::store::{DeadLogin, MemoryStore, StoreLock, StoredTokens, TokenStore};
+use reqwest_partner_auth::{async_trait, Clock, Error};
 use secrecy::{ExposeSecret as _, SecretString};
 
 const CLIENT_ID: &str = "pentaleap-client";
@@ -330,7 +331,7 @@ fn middleware(
     clock: &ManualClock,
 ) -> RefreshTokenAuth {
     let client = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
-    let source = RefreshToken::new(client, store, KEY).scope_to(&base(server));
+    let source = RefreshTokenSource::new(client, store, KEY).add_origin(&base(server));
     common::on_clock(RefreshTokenAuth::from_source(source), clock)
 }
 
@@ -455,7 +456,7 @@ async fn refresh_ahead_rotates_in_the_background() {
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
     let mw = middleware(&server, Arc::new(store.clone()), &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client(mw);
 
     call(&server, &client).await;
@@ -1109,10 +1110,10 @@ async fn connection_failures_are_retried() {
         .unwrap();
     let base = format!("http://127.0.0.1:{}", common::dead_port());
     let oauth = OAuthClient::auth0(&base, CLIENT_ID).unwrap();
-    let source = RefreshToken::new(oauth, Arc::new(store), KEY)
-        .scope_to(&url::Url::parse("http://127.0.0.1/").unwrap());
+    let source = RefreshTokenSource::new(oauth, Arc::new(store), KEY)
+        .add_origin(&url::Url::parse("http://127.0.0.1/").unwrap());
     let mw = common::on_clock(RefreshTokenAuth::from_source(source), &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
 
     let err = cache.token().await.unwrap_err();
 
@@ -1188,7 +1189,7 @@ async fn refresh_that_timed_out_is_not_retried() {
         .unwrap()
         .http_client(reqwest::Client::new())
         .timeout(Duration::from_millis(300));
-    let source = RefreshToken::new(oauth, Arc::new(store), KEY).scope_to(&base(&server));
+    let source = RefreshTokenSource::new(oauth, Arc::new(store), KEY).add_origin(&base(&server));
     let client = client(common::on_clock(
         RefreshTokenAuth::from_source(source),
         &clock,
@@ -1337,7 +1338,7 @@ async fn a_crash_before_the_save_is_recovered_within_the_reuse_interval() {
 
 /// The same crash without a reuse interval: the restarted process sends the consumed `rt-1`,
 /// the server sees a reuse and revokes the login, and the caller gets
-/// `ReauthorizationRequired` (the window no client can close; see `RefreshToken`'s docs).
+/// `ReauthorizationRequired` (the window no client can close; see `RefreshTokenSource`'s docs).
 #[tokio::test]
 async fn a_crash_before_the_save_without_a_reuse_interval_loses_the_login() {
     let server = MockServer::start_async().await;
@@ -1359,7 +1360,7 @@ async fn a_crash_before_the_save_without_a_reuse_interval_loses_the_login() {
 // -------------------------------------------------------------------------------------------
 
 /// RFC 6749 §6 (`scope` on a refresh), RFC 8707 (`resource`), Auth0 (`audience`): extra
-/// parameters of `RefreshToken::param` go on the wire after `refresh_token`, in order.
+/// parameters of `RefreshTokenSource::param` go on the wire after `refresh_token`, in order.
 #[tokio::test]
 async fn refresh_requests_carry_extra_parameters() {
     let server = MockServer::start_async().await;
@@ -1370,11 +1371,11 @@ async fn refresh_requests_carry_extra_parameters() {
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
     let oauth = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
-    let source = RefreshToken::new(oauth, Arc::new(store.clone()), KEY)
+    let source = RefreshTokenSource::new(oauth, Arc::new(store.clone()), KEY)
         .param("scope", "read:campaigns")
         .param("audience", "https://api.pentaleap.example")
         .param("resource", "https://api.pentaleap.example/v2")
-        .scope_to(&base(&server));
+        .add_origin(&base(&server));
     let client = client(common::on_clock(
         RefreshTokenAuth::from_source(source),
         &clock,
@@ -1450,7 +1451,7 @@ async fn a_refresh_abandoned_at_the_fetch_deadline_still_saves_the_rotated_token
         .unwrap();
     let mw = middleware(&server, Arc::new(store.clone()), &clock)
         .fetch_deadline(Duration::from_millis(50));
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
 
     let err = cache.token().await.unwrap_err();
     assert!(matches!(err, Error::FetchTimeout { .. }), "{err:?}");

@@ -11,7 +11,7 @@ use common::{client, client_with};
 use httpmock::Method::GET;
 use httpmock::{Mock, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{ApiKeyAuth, Error, PentaleapApiKeys};
+use reqwest_partner_auth::{pentaleap, Error};
 use url::Url;
 
 /// A sentinel key: tests assert it never shows up in `Debug` output.
@@ -57,10 +57,10 @@ async fn products_search_sends_authorization_apikey() {
             then.status(200).body("[]");
         })
         .await;
-    let keys = PentaleapApiKeys::new()
+    let keys = pentaleap::ApiKeys::new()
         .publisher("1001", "key-1001")
         .unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let url = server.url(format!("{}?limit=100", search_path("1001", "7")));
     let res = client.get(url).send().await.unwrap();
@@ -83,8 +83,8 @@ async fn markets_uses_the_default_key() {
             then.status(200).body("[]");
         })
         .await;
-    let keys = PentaleapApiKeys::single("key-default").unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let keys = pentaleap::ApiKeys::single("key-default").unwrap();
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let res = client.get(server.url(MARKETS_PATH)).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -99,11 +99,11 @@ async fn each_publisher_gets_its_own_key() {
     let server = MockServer::start_async().await;
     let api = echo_mock(&server).await;
     let keys =
-        PentaleapApiKeys::from_publishers(HashMap::from([("1001", "key-a"), ("1002", "key-b")]))
+        pentaleap::ApiKeys::from_publishers(HashMap::from([("1001", "key-a"), ("1002", "key-b")]))
             .unwrap()
             .default_key("key-default")
             .unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let search = |publisher: &str| server.url(format!("{}?limit=100", search_path(publisher, "7")));
     assert_eq!(seen_auth(&client, &search("1001")).await, "apikey key-a");
@@ -117,22 +117,22 @@ async fn each_publisher_gets_its_own_key() {
 }
 
 /// Seed: "request the api key for your publisher at your pentaleap contact". A path naming a
-/// publisher with no key fails with `Error::UnknownPublisher` before anything is sent (the
+/// publisher with no key fails with `Error::NoCredential` before anything is sent (the
 /// default key is not another publisher's key to borrow).
 #[tokio::test]
 async fn unknown_publisher_fails_before_sending() {
     let server = MockServer::start_async().await;
     let api = echo_mock(&server).await;
-    let keys = PentaleapApiKeys::new()
+    let keys = pentaleap::ApiKeys::new()
         .publisher("1001", "key-a")
         .unwrap()
         .default_key("key-default")
         .unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let url = server.url(format!("{}?limit=100", search_path("9999", "7")));
     match layer_error(&client, &url).await {
-        Error::UnknownPublisher { publisher } => assert_eq!(publisher, "9999"),
+        Error::NoCredential { publisher } => assert_eq!(publisher, "9999"),
         other => panic!("expected UnknownPublisher, got {other:?}"),
     }
     api.assert_calls_async(0).await;
@@ -144,8 +144,8 @@ async fn unknown_publisher_fails_before_sending() {
 async fn no_default_key_and_no_publisher_in_path_is_config_error() {
     let server = MockServer::start_async().await;
     let api = echo_mock(&server).await;
-    let keys = PentaleapApiKeys::from_publishers([("1001", "key-a")]).unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let keys = pentaleap::ApiKeys::from_publishers([("1001", "key-a")]).unwrap();
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let err = layer_error(&client, &server.url(MARKETS_PATH)).await;
     assert!(matches!(err, Error::Config(_)), "{err:?}");
@@ -164,10 +164,10 @@ async fn api_401_is_returned_as_is() {
             then.status(401).body("invalid api key");
         })
         .await;
-    let keys = PentaleapApiKeys::new()
+    let keys = pentaleap::ApiKeys::new()
         .publisher("1001", "revoked")
         .unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let url = server.url(format!("{}?limit=100", search_path("1001", "7")));
     let res = client.get(url).send().await.unwrap();
@@ -184,8 +184,8 @@ async fn other_origin_gets_no_key() {
     let other = MockServer::start_async().await;
     let pcm_api = echo_mock(&pcm_server).await;
     let other_api = echo_mock(&other).await;
-    let keys = PentaleapApiKeys::single("key-default").unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&pcm_server), keys));
+    let keys = pentaleap::ApiKeys::single("key-default").unwrap();
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&pcm_server), keys));
 
     assert_eq!(seen_auth(&client, &other.url(MARKETS_PATH)).await, "");
     let url = other.url(format!("{}?limit=100", search_path("9999", "7")));
@@ -204,8 +204,8 @@ async fn other_origin_gets_no_key() {
 async fn own_authorization_header_is_left_alone() {
     let server = MockServer::start_async().await;
     let api = echo_mock(&server).await;
-    let keys = PentaleapApiKeys::single("key-default").unwrap();
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let keys = pentaleap::ApiKeys::single("key-default").unwrap();
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
 
     let res = client
         .get(server.url(MARKETS_PATH))
@@ -228,10 +228,10 @@ async fn plain_http_to_a_remote_host_is_refused() {
     let pcm_base = Url::parse(&format!("http://{HOST}:{}", server.port())).unwrap();
     // DNS for the `.invalid` name points at the mock, so the request could reach it.
     let http = || common::resolving_http_client(HOST, &server);
-    let keys = PentaleapApiKeys::single("key-default").unwrap();
+    let keys = pentaleap::ApiKeys::single("key-default").unwrap();
     let url = pcm_base.join(MARKETS_PATH).unwrap();
 
-    let refusing = client_with(http(), ApiKeyAuth::new(&pcm_base, keys.clone()));
+    let refusing = client_with(http(), pentaleap::ApiKeyAuth::new(&pcm_base, keys.clone()));
     match layer_error(&refusing, url.as_str()).await {
         Error::InsecureTransport { origin } => {
             assert_eq!(origin, format!("http://{HOST}:{}", server.port()));
@@ -242,7 +242,7 @@ async fn plain_http_to_a_remote_host_is_refused() {
 
     let opted_in = client_with(
         http(),
-        ApiKeyAuth::new(&pcm_base, keys).allow_insecure_http(),
+        pentaleap::ApiKeyAuth::new(&pcm_base, keys).allow_insecure_http(),
     );
     assert_eq!(
         seen_auth(&opted_in, url.as_str()).await,
@@ -255,11 +255,12 @@ async fn plain_http_to_a_remote_host_is_refused() {
 /// secret. `Debug` of the keys and of the layer shows publisher ids, never a key.
 #[test]
 fn debug_never_shows_a_key() {
-    let keys = PentaleapApiKeys::from_publishers([("1001", SENTINEL_KEY)])
+    let keys = pentaleap::ApiKeys::from_publishers([("1001", SENTINEL_KEY)])
         .unwrap()
         .default_key(SENTINEL_KEY)
         .unwrap();
-    let layer = ApiKeyAuth::new(&Url::parse("https://pcm.example").unwrap(), keys.clone());
+    let layer =
+        pentaleap::ApiKeyAuth::new(&Url::parse("https://pcm.example").unwrap(), keys.clone());
     let shown = format!("{keys:?} {layer:?} {keys:#?} {layer:#?}");
     assert!(!shown.contains(SENTINEL_KEY), "{shown}");
     assert!(
@@ -274,18 +275,18 @@ fn debug_never_shows_a_key() {
 async fn from_env_reads_the_default_key() {
     const VAR: &str = "PENTALEAP_API_KEY";
     std::env::remove_var(VAR);
-    match PentaleapApiKeys::from_env() {
+    match pentaleap::ApiKeys::from_env() {
         Err(Error::Config(m)) => assert!(m.contains(VAR), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
     std::env::set_var(VAR, "key-from-env");
-    let keys = PentaleapApiKeys::from_env();
+    let keys = pentaleap::ApiKeys::from_env();
     std::env::remove_var(VAR);
     let keys = keys.unwrap();
 
     let server = MockServer::start_async().await;
     echo_mock(&server).await;
-    let client = client(ApiKeyAuth::new(&pcm(&server), keys));
+    let client = client(pentaleap::ApiKeyAuth::new(&pcm(&server), keys));
     assert_eq!(
         seen_auth(&client, &server.url(MARKETS_PATH)).await,
         "apikey key-from-env"

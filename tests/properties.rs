@@ -24,11 +24,12 @@ mod server;
 use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use reqwest_partner_auth::error::StoreErrorKind;
+use reqwest_partner_auth::oauth2::ClientCredentialsSource;
+use reqwest_partner_auth::store::{DeadLogin, FileStore, StoredTokens, TokenStore};
+use reqwest_partner_auth::token::jwt_expiry;
 use reqwest_partner_auth::{
-    jwt_expiry, AdGem, AdGemCredentials, ChannelManager, ChannelManagerCredentials,
-    ClientCredentials, DeadLogin, Error, FetchContext, FetchReason, FileStore, Setu,
-    SetuCredentials, StoreErrorKind, StoredTokens, Targeter, TargeterCredentials, Token,
-    TokenSource, TokenStore,
+    adgem, channel_manager, setu, targeter, Error, FetchContext, FetchReason, Token, TokenSource,
 };
 use url::Url;
 
@@ -467,25 +468,31 @@ async fn fetch(partner: Partner, base: &Url, id: &str, secret: &str) -> Result<T
     let cx = FetchContext::new(FetchReason::Initial);
     match partner {
         Partner::Targeter => {
-            let creds = TargeterCredentials::new(id, secret);
-            Targeter::with_base_url(creds, base).fetch(&cx).await
+            let creds = targeter::Credentials::new(id, secret);
+            targeter::Source::with_base_url(creds, base)
+                .fetch(&cx)
+                .await
         }
         Partner::AdGem => {
-            let creds = AdGemCredentials::new(1, 2, id, secret);
-            AdGem::with_base_url(creds, base).fetch(&cx).await
+            let creds = adgem::Credentials::new(1, 2, id, secret);
+            adgem::Source::with_base_url(creds, base).fetch(&cx).await
         }
         Partner::Setu => {
-            Setu::new(SetuCredentials::new(id, secret), base)
+            setu::Source::with_base_url(setu::Credentials::new(id, secret), base)
                 .fetch(&cx)
                 .await
         }
         Partner::ChannelManager => {
-            let creds = ChannelManagerCredentials::new(id, secret);
-            ChannelManager::new(creds, base).fetch(&cx).await
+            let creds = channel_manager::Credentials::new(id, secret);
+            channel_manager::Source::with_base_url(creds, base)
+                .fetch(&cx)
+                .await
         }
         Partner::OAuth2 => {
             let url = base.join("/oauth/token").expect("a url");
-            ClientCredentials::new(url, id, secret).fetch(&cx).await
+            ClientCredentialsSource::new(url, id, secret)
+                .fetch(&cx)
+                .await
         }
     }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use httpmock::{Method, Mock, MockServer};
-use reqwest_partner_auth::{Error, ManualClock, NoReplay, DEFAULT_REJECTION_COOLDOWN};
+use reqwest_partner_auth::cache::DEFAULT_REJECTION_COOLDOWN;
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::{Error, NoReplay};
 
 use common::{client, middleware, numbered_token_mock, one_authorization_header};
 
@@ -152,7 +154,7 @@ async fn concurrent_401s_for_one_token_cause_one_refresh() {
     let replayed = api_mock(&server, Method::GET, "tok-2", 200, Duration::ZERO).await;
     let others = unexpected_api_calls(&server).await;
     let mw = middleware(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client(mw);
     cache
         .token()
@@ -430,7 +432,7 @@ async fn token_cache_reject_reports_the_cooldown() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
-    let cache = middleware(&server, &clock).token_cache().clone();
+    let cache = middleware(&server, &clock).cache().clone();
 
     let first = cache.token().await.unwrap();
     let second = cache
@@ -638,7 +640,7 @@ async fn invalidate_drops_only_the_named_generation() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
-    let cache = middleware(&server, &clock).token_cache().clone();
+    let cache = middleware(&server, &clock).cache().clone();
 
     let first = cache.token().await.unwrap();
     let second = cache

@@ -7,7 +7,9 @@ use common::{
     TOKEN_PATH,
 };
 use httpmock::MockServer;
-use reqwest_partner_auth::{AuthMiddleware, Error, HttpTokenSource, ManualClock, Param};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::engine::{HttpTokenSource, Param};
+use reqwest_partner_auth::{AuthMiddleware, Error};
 use url::Url;
 
 /// A non-loopback host name that never resolves through DNS (RFC 6761 `.invalid`).
@@ -55,7 +57,7 @@ async fn other_origin_gets_no_header_and_no_fetch() {
     assert_eq!(token.calls_async().await, 0);
 }
 
-/// `.scope_to(&url)` adds an origin; requests there carry the token
+/// `.add_origin(&url)` adds an origin; requests there carry the token
 /// (exactly one header), while the default scope keeps working.
 #[tokio::test]
 async fn scope_to_adds_an_origin() {
@@ -66,7 +68,7 @@ async fn scope_to_adds_an_origin() {
     let other_api = echo_mock(&other, "/v1/thing").await;
     let own_api = echo_mock(&auth, "/v1/own").await;
     let other_base = base(&other);
-    let client = common::client(middleware(&auth, &clock).scope_to(&other_base));
+    let client = common::client(middleware(&auth, &clock).add_origin(&other_base));
 
     let res = client.get(other.url("/v1/thing")).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -116,7 +118,7 @@ async fn plain_http_to_remote_host_is_refused() {
     let remote = remote_url(&api_server, "/v1/thing");
     let client = client_with(
         resolving_http_client(REMOTE_HOST, &api_server),
-        middleware(&auth, &clock).scope_to(&remote),
+        middleware(&auth, &clock).add_origin(&remote),
     );
 
     let err = client.get(remote.clone()).send().await.unwrap_err();
@@ -142,7 +144,7 @@ async fn plain_http_refusal_names_only_the_origin() {
     let clock = ManualClock::new();
     let token = token_mock(&auth, "scoped-token").await;
     let scope = Url::parse(&format!("http://{REMOTE_HOST}")).unwrap();
-    let client = common::client(middleware(&auth, &clock).scope_to(&scope));
+    let client = common::client(middleware(&auth, &clock).add_origin(&scope));
 
     let url = format!("http://{REMOTE_HOST}/v1/thing?api_key={SECRET}");
     let err = client.get(url).send().await.unwrap_err();
@@ -170,7 +172,7 @@ async fn allow_insecure_http_opts_in() {
     let client = client_with(
         resolving_http_client(REMOTE_HOST, &api_server),
         middleware(&auth, &clock)
-            .scope_to(&remote)
+            .add_origin(&remote)
             .allow_insecure_http(),
     );
 
@@ -188,7 +190,7 @@ fn remote_token_source(server: &MockServer) -> HttpTokenSource {
         .param("client_id", Param::text("test-client"))
         .param("client_secret", Param::secret(SECRET))
         .http_client(resolving_http_client(REMOTE_HOST, server))
-        .scope_to(&base(server))
+        .add_origin(&base(server))
 }
 
 /// An `HttpTokenSource` whose token URL is plain http to a

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use common::{fixed_token_mock, middleware, TestSource, SECRET, TOKEN_PATH};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
-use reqwest_partner_auth::{
-    AuthMiddleware, Encoding, Error, ErrorShape, FetchContext, FetchReason, HttpTokenSource,
-    ManualClock, Param, RetryPolicy, Token, TokenSource,
-};
+use reqwest_partner_auth::cache::RetryPolicy;
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::engine::{Encoding, ErrorShape, HttpTokenSource, Param};
+use reqwest_partner_auth::{AuthMiddleware, Error, FetchContext, FetchReason, Token, TokenSource};
 use secrecy::SecretString;
 use url::Url;
 
@@ -121,14 +121,14 @@ async fn middleware_cache_and_lease_redact_in_debug() {
     let token = fixed_token_mock(&server, 200, "application/json", oauth_body(ACCESS_TOKEN)).await;
     let mw = middleware(&server, &clock);
 
-    let lease = mw.token_cache().token().await.unwrap();
+    let lease = mw.cache().token().await.unwrap();
     assert_eq!(
         lease.header_value(),
         &format!("Bearer {ACCESS_TOKEN}"),
         "the sentinel is really in the cache"
     );
     assert_clean("Lease", &format!("{lease:?}"));
-    assert_clean("TokenCache", &format!("{:?}", mw.token_cache()));
+    assert_clean("TokenCache", &format!("{:?}", mw.cache()));
     assert_clean("AuthMiddleware", &format!("{mw:?}"));
 
     let fetched = TestSource::new(&server)
@@ -258,7 +258,7 @@ async fn transport_error_drops_the_url_with_query_secrets() {
             .encoding(Encoding::Query)
             .param("client_id", Param::text("test-client"))
             .param("client_secret", Param::secret(SECRET))
-            .scope_to(&common::base(&api));
+            .add_origin(&common::base(&api));
     let mw = AuthMiddleware::from_source(source)
         .clock(Arc::new(clock.clone()))
         .retry_policy(RetryPolicy::none());
@@ -381,7 +381,7 @@ async fn trace_log_of_a_full_flow_holds_no_secret() {
         })
         .await;
     let mw = middleware(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = common::client(mw);
 
     // Fetch, 401, refresh (500, retried, 200), replay.
@@ -488,7 +488,7 @@ fn odd_middleware(
         .param("client_id", Param::text(ODD_CLIENT))
         .param("client_secret", Param::secret(secret))
         .basic_auth(ODD_CLIENT, SecretString::from(secret.to_owned()))
-        .scope_to(&common::base(server));
+        .add_origin(&common::base(server));
     AuthMiddleware::from_source(source)
         .clock(Arc::new(clock.clone()))
         .retry_policy(RetryPolicy::none())

@@ -9,10 +9,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::{base, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    Clock, Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, Setu, SetuAuth,
-    SetuCredentials, TokenSource, SETU_TOKEN_LIFETIME,
-};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::token::Expiry;
+use reqwest_partner_auth::{setu, Clock, Error, FetchContext, FetchReason, TokenSource};
 use secrecy::ExposeSecret;
 use url::Url;
 
@@ -30,13 +30,16 @@ const EXAMPLE: &str = r#"{
 "refreshToken": "eyJhbGciOiJIUzI1NiIsInR5cCIgOiAiSldUIiwia2lkIiA6ICIzNzA4NDk4Yy00ZmQxLTQyOWYtYmIwZC1kYTFmNDc2Y2RiYWIifQ.eyJleHAiOjE2MzcyNDQzNjksImlhdCI6MTYzNzI0MjU2OSwianRpIjoiNTAwYzMwYzQtNTQ1Zi00ZTIxLTk5ZmEtM2YxMzRjNTE2NTdhIiwiaXNzIjoiaHR0cHM6Ly9hdXRoLWRldi5zZXR1LmNvL2F1dGgvcmVhbG1zL2ZkIiwiYXVkIjoiaHR0cHM6Ly9hdXRoLWRldi5zZXR1LmNvL2F1dGgvcmVhbG1zL2ZkIiwic3ViIjoiNWUwZWVkYjAtZDJkOS00ODgzLThmYjQtMjFjZGNmNmI3MWYwIiwidHlwIjoiUmVmcmVzaCIsImF6cCI6InRlc3QiLCJzZXNzaW9uX3N0YXRlIjoiMDAwMjM0ODItNTBjOC00YzdjLWJkODgtNzllZTE5NzVhOTFhIiwic2NvcGUiOiJwcm9maWxlIGVtYWlsIn0.83IROYZes_jWs0ina7PexZ9xmYeh_FDRtBeGLqHPGU0"
 }"#;
 
-fn credentials() -> SetuCredentials {
-    SetuCredentials::new(CLIENT_ID, CLIENT_SECRET)
+fn credentials() -> setu::Credentials {
+    setu::Credentials::new(CLIENT_ID, CLIENT_SECRET)
 }
 
 /// A Setu layer against the mock, on a manual clock, with three fast attempts.
-fn auth(server: &MockServer, clock: &ManualClock) -> SetuAuth {
-    common::on_clock(SetuAuth::new(credentials(), &base(server)), clock)
+fn auth(server: &MockServer, clock: &ManualClock) -> setu::Auth {
+    common::on_clock(
+        setu::Auth::with_base_url(credentials(), &base(server)),
+        clock,
+    )
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
@@ -152,10 +155,13 @@ async fn token_request_form_has_exactly_three_pairs() {
         })
         .await;
 
-    Setu::new(SetuCredentials::new(CLIENT_ID, ODD_SECRET), &base(&server))
-        .fetch(&FetchContext::new(FetchReason::Initial))
-        .await
-        .unwrap();
+    setu::Source::with_base_url(
+        setu::Credentials::new(CLIENT_ID, ODD_SECRET),
+        &base(&server),
+    )
+    .fetch(&FetchContext::new(FetchReason::Initial))
+    .await
+    .unwrap();
 
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
@@ -249,20 +255,20 @@ async fn a_shorter_jwt_exp_wins_over_the_documented_15_minutes() {
 }
 
 /// setu seed: "The partner accessToken is valid for 15 minutes" — a token that is not a JWT
-/// (no `exp` to read) gets `SETU_TOKEN_LIFETIME` (15 min): reused at 860 s, replaced at 875 s.
+/// (no `exp` to read) gets `setu::TOKEN_LIFETIME` (15 min): reused at 860 s, replaced at 875 s.
 #[tokio::test]
 async fn a_non_jwt_token_falls_back_to_15_minutes() {
-    assert_eq!(SETU_TOKEN_LIFETIME, Duration::from_secs(15 * 60));
+    assert_eq!(setu::TOKEN_LIFETIME, Duration::from_secs(15 * 60));
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = opaque_tokens(&server).await;
     let _api = next_api(&server, &[]).await;
 
-    let parsed = Setu::new(credentials(), &base(&server))
+    let parsed = setu::Source::with_base_url(credentials(), &base(&server))
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
         .unwrap();
-    assert_eq!(parsed.expiry(), Expiry::In(SETU_TOKEN_LIFETIME));
+    assert_eq!(parsed.expiry(), Expiry::In(setu::TOKEN_LIFETIME));
 
     let client = common::client(auth(&server, &clock).refresh_ahead(0.0));
     assert_eq!(call_api(&client, &server).await.1, "Bearer opaque-2");
@@ -289,7 +295,7 @@ async fn contract_example_response_is_accepted() {
     let access = example["accessToken"].as_str().unwrap();
     let refresh = example["refreshToken"].as_str().unwrap();
 
-    let parsed = Setu::new(credentials(), &base(&server))
+    let parsed = setu::Source::with_base_url(credentials(), &base(&server))
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
         .unwrap();
@@ -326,7 +332,7 @@ async fn refresh_token_is_optional() {
         _ => json_response(200, r#"{"accessToken":"opaque-b","refreshToken":""}"#),
     })
     .await;
-    let source = Setu::new(credentials(), &base(&server));
+    let source = setu::Source::with_base_url(credentials(), &base(&server));
 
     for _ in 0..2 {
         let parsed = source
@@ -334,7 +340,7 @@ async fn refresh_token_is_optional() {
             .await
             .unwrap();
         assert!(parsed.refresh_token().is_none());
-        assert_eq!(parsed.expiry(), Expiry::In(SETU_TOKEN_LIFETIME));
+        assert_eq!(parsed.expiry(), Expiry::In(setu::TOKEN_LIFETIME));
     }
     assert_eq!(token.calls_async().await, 2);
 }
@@ -544,9 +550,9 @@ async fn debug_and_errors_never_show_the_secret() {
     let _api = next_api(&server, &[TOKEN]).await;
 
     let creds = credentials();
-    let source = Setu::new(creds.clone(), &base(&server));
+    let source = setu::Source::with_base_url(creds.clone(), &base(&server));
     let mw = auth(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
     assert!(
         before.contains(CLIENT_ID),
@@ -574,25 +580,25 @@ async fn debug_and_errors_never_show_the_secret() {
 }
 
 /// setu seed: "client_id and client_secret is made available to you at the end of the
-/// configuration on Bridge" — `SetuCredentials::from_env` reads `SETU_CLIENT_ID` and
+/// configuration on Bridge" — `setu::Credentials::from_env` reads `SETU_CLIENT_ID` and
 /// `SETU_CLIENT_SECRET`, and names the missing one. (All env-var checks of this file live in
 /// this one test: the environment is process-global.)
 #[tokio::test]
 async fn from_env_reads_the_documented_variables() {
     std::env::remove_var("SETU_CLIENT_ID");
     std::env::remove_var("SETU_CLIENT_SECRET");
-    match SetuCredentials::from_env() {
+    match setu::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains("SETU_CLIENT_ID"), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
     std::env::set_var("SETU_CLIENT_ID", "env-client-8f0a");
-    match SetuCredentials::from_env() {
+    match setu::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains("SETU_CLIENT_SECRET"), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
     std::env::set_var("SETU_CLIENT_SECRET", "env-secret-8f0a");
 
-    let creds = SetuCredentials::from_env().unwrap();
+    let creds = setu::Credentials::from_env().unwrap();
     let shown = format!("{creds:?}");
     assert!(shown.contains("env-client-8f0a"), "{shown}");
     assert!(!shown.contains("env-secret-8f0a"), "{shown}");
@@ -609,7 +615,7 @@ async fn from_env_reads_the_documented_variables() {
                 .body(setu_body("opaque-env"));
         })
         .await;
-    Setu::new(creds, &base(&server))
+    setu::Source::with_base_url(creds, &base(&server))
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
         .unwrap();
@@ -625,13 +631,13 @@ async fn from_env_reads_the_documented_variables() {
 #[test]
 fn token_url_and_scope_follow_the_base_url() {
     let base = Url::parse("https://bridge.setu.example/api/").unwrap();
-    let source = Setu::new(credentials(), &base);
+    let source = setu::Source::with_base_url(credentials(), &base);
     assert_eq!(
         source.token_url().as_str(),
         "https://bridge.setu.example/api/auth/token"
     );
     let scope: Vec<String> = source
-        .default_scope()
+        .api_origins()
         .iter()
         .map(|u| u.origin().ascii_serialization())
         .collect();

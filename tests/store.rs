@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest_partner_auth::{
-    DeadLogin, Error, FileStore, MemoryStore, StoreError, StoreErrorKind, StoredTokens, TokenStore,
-};
+use reqwest_partner_auth::error::{StoreError, StoreErrorKind};
+use reqwest_partner_auth::store::{DeadLogin, FileStore, MemoryStore, StoredTokens, TokenStore};
+use reqwest_partner_auth::Error;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::timeout;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use common::{base, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, Method::POST, Mock, MockServer, When};
 use reqwest_middleware::ClientWithMiddleware;
-use reqwest_partner_auth::{
-    Error, Expiry, FetchContext, FetchReason, Malformed, ManualClock, Targeter, TargeterAuth,
-    TargeterCredentials, TokenSource, TARGETER_BASE_URL,
-};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::token::Expiry;
+use reqwest_partner_auth::{targeter, Error, FetchContext, FetchReason, TokenSource};
 use serde_json::json;
 use url::Url;
 
@@ -22,14 +22,14 @@ const API_KEY: &str = "YOUR_ISSUED_PARTNER_KEY";
 /// The sentinel secret: it must never show up in `Debug`, `Display` or errors.
 const API_SECRET: &str = common::SECRET;
 
-fn credentials() -> TargeterCredentials {
-    TargeterCredentials::new(API_KEY, API_SECRET)
+fn credentials() -> targeter::Credentials {
+    targeter::Credentials::new(API_KEY, API_SECRET)
 }
 
 /// A Targeter layer against the mock, on a manual clock, with three fast attempts.
-fn auth(server: &MockServer, clock: &ManualClock) -> TargeterAuth {
-    let source = Targeter::with_base_url(credentials(), &base(server));
-    common::on_clock(TargeterAuth::from_source(source), clock)
+fn auth(server: &MockServer, clock: &ManualClock) -> targeter::Auth {
+    let source = targeter::Source::with_base_url(credentials(), &base(server));
+    common::on_clock(targeter::Auth::from_source(source), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
@@ -246,7 +246,7 @@ async fn contract_example_response_is_accepted() {
     let token = token_endpoint(&server, |_| json_response(200, EXAMPLE)).await;
     let _api = campaign_api(&server, &[]).await;
 
-    let source = Targeter::with_base_url(credentials(), &base(&server));
+    let source = targeter::Source::with_base_url(credentials(), &base(&server));
     let parsed = source
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
@@ -301,7 +301,10 @@ async fn invalid_request_body_400_is_a_credential_error_not_retried() {
     match &err {
         Error::InvalidCredentials { message, code } => {
             assert_eq!(message, "Invalid request body");
-            assert_eq!(*code, None, "Targeter's `error` is a message, not a code");
+            assert_eq!(
+                *code, None,
+                "targeter::Source's `error` is a message, not a code"
+            );
         }
         other => panic!("expected InvalidCredentials, got {other:?}"),
     }
@@ -327,7 +330,10 @@ async fn invalid_api_credentials_401_is_a_credential_error_not_retried() {
     match &err {
         Error::InvalidCredentials { message, code } => {
             assert_eq!(message, "Invalid API credentials");
-            assert_eq!(*code, None, "Targeter's `error` is a message, not a code");
+            assert_eq!(
+                *code, None,
+                "targeter::Source's `error` is a message, not a code"
+            );
         }
         other => panic!("expected InvalidCredentials, got {other:?}"),
     }
@@ -507,9 +513,9 @@ async fn debug_and_errors_never_show_the_secret() {
     let _api = campaign_api(&server, &[TOKEN]).await;
 
     let creds = credentials();
-    let source = Targeter::with_base_url(creds.clone(), &base(&server));
+    let source = targeter::Source::with_base_url(creds.clone(), &base(&server));
     let mw = auth(&server, &clock);
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
     assert!(
         before.contains(API_KEY),
@@ -537,26 +543,26 @@ async fn debug_and_errors_never_show_the_secret() {
 }
 
 /// targeter seed: "Credentials: Only use API credentials issued specifically to your approved
-/// partnership" — `TargeterCredentials::from_env` reads `TARGETER_API_KEY` and
+/// partnership" — `targeter::Credentials::from_env` reads `TARGETER_API_KEY` and
 /// `TARGETER_API_SECRET`, and names the missing one. (All env-var checks of this file live
 /// in this one test: the environment is process-global.)
 #[tokio::test]
 async fn from_env_reads_the_documented_variables() {
     std::env::remove_var("TARGETER_API_KEY");
     std::env::remove_var("TARGETER_API_SECRET");
-    match TargeterCredentials::from_env() {
+    match targeter::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains("TARGETER_API_KEY"), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
 
     std::env::set_var("TARGETER_API_KEY", "env-key-5e2b");
-    match TargeterCredentials::from_env() {
+    match targeter::Credentials::from_env() {
         Err(Error::Config(m)) => assert!(m.contains("TARGETER_API_SECRET"), "{m}"),
         other => panic!("expected Config, got {other:?}"),
     }
 
     std::env::set_var("TARGETER_API_SECRET", "env-secret-5e2b");
-    let creds = TargeterCredentials::from_env().unwrap();
+    let creds = targeter::Credentials::from_env().unwrap();
     let shown = format!("{creds:?}");
     assert!(shown.contains("env-key-5e2b"), "{shown}");
     assert!(!shown.contains("env-secret-5e2b"), "{shown}");
@@ -573,7 +579,7 @@ async fn from_env_reads_the_documented_variables() {
                 .body(common::token_body("tok-env", 3600));
         })
         .await;
-    let source = Targeter::with_base_url(creds, &base(&server));
+    let source = targeter::Source::with_base_url(creds, &base(&server));
     source
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
@@ -589,14 +595,14 @@ async fn from_env_reads_the_documented_variables() {
 /// the documented one and the token goes to that origin.
 #[test]
 fn default_host_is_the_documented_one() {
-    assert_eq!(TARGETER_BASE_URL, "https://storhaug.targeter.tech");
-    let source = Targeter::new(credentials());
+    assert_eq!(targeter::BASE_URL, "https://storhaug.targeter.tech");
+    let source = targeter::Source::new(credentials());
     assert_eq!(
         source.token_url().as_str(),
         "https://storhaug.targeter.tech/api/auth/token"
     );
     let scope: Vec<String> = source
-        .default_scope()
+        .api_origins()
         .iter()
         .map(|u| u.origin().ascii_serialization())
         .collect();
@@ -604,14 +610,14 @@ fn default_host_is_the_documented_one() {
 }
 
 /// targeter seed: "these are for server-to-server communication only" — a layer built with
-/// `TargeterAuth::new(credentials)` is scoped to the Targeter host: a request to another
+/// `targeter::Auth::new(credentials)` is scoped to the Targeter host: a request to another
 /// origin (the mock) goes out without `Authorization` and costs no token fetch.
 #[tokio::test]
 async fn production_layer_leaves_other_origins_alone() {
     let server = MockServer::start_async().await;
     let api = campaign_api(&server, &[]).await;
-    let mw = TargeterAuth::new(credentials());
-    let cache = mw.token_cache().clone();
+    let mw = targeter::Auth::new(credentials());
+    let cache = mw.cache().clone();
 
     let (status, seen) = call_campaign(&common::client(mw), &server).await;
 
@@ -632,7 +638,7 @@ async fn production_layer_leaves_other_origins_alone() {
 #[test]
 fn base_url_with_a_path_keeps_it() {
     let base = Url::parse("https://sandbox.targeter.example/sandbox/").unwrap();
-    let source = Targeter::with_base_url(credentials(), &base);
+    let source = targeter::Source::with_base_url(credentials(), &base);
     assert_eq!(
         source.token_url().as_str(),
         "https://sandbox.targeter.example/sandbox/api/auth/token"

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use common::{fixed_token_mock, middleware, token_body, TestSource, TOKEN_PATH};
 use httpmock::{HttpMockResponse, MockServer, When};
-use reqwest_partner_auth::{
-    AuthMiddleware, Clock, Encoding, Error, HttpTokenSource, Malformed, ManualClock, Param,
-    RetryPolicy, TokenSource, DEFAULT_MAX_BODY,
-};
+use reqwest_partner_auth::cache::RetryPolicy;
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::engine::{Encoding, HttpTokenSource, Param, DEFAULT_MAX_BODY};
+use reqwest_partner_auth::error::Malformed;
+use reqwest_partner_auth::{AuthMiddleware, Clock, Error, TokenSource};
 use url::Url;
 
 const API_PATH: &str = "/v1/thing";
@@ -234,7 +235,7 @@ async fn connect_errors_are_retried_then_transport() {
         HttpTokenSource::post(Url::parse(&format!("http://127.0.0.1:{port}{TOKEN_PATH}")).unwrap())
             .param("client_id", Param::text("test-client"))
             .param("client_secret", Param::secret(common::SECRET))
-            .scope_to(&common::base(&api_server));
+            .add_origin(&common::base(&api_server));
     let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
 
     let err = fail_with(&api_server, mw).await;

@@ -5,7 +5,8 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-use reqwest_partner_auth::{OAuthClient, StoredTokens};
+use reqwest_partner_auth::oauth2::OAuthClient;
+use reqwest_partner_auth::store::StoredTokens;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use url::Url;

@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer, When};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, RequestBuilder};
-use reqwest_partner_auth::{
-    AuthMiddleware, Error, FetchContext, HttpTokenSource, ManualClock, Param, RetryPolicy, Token,
-    TokenSource,
-};
+use reqwest_partner_auth::cache::{RetryPolicy, TokenCacheBuilder};
+use reqwest_partner_auth::clock::ManualClock;
+use reqwest_partner_auth::engine::{HttpTokenSource, Param};
+use reqwest_partner_auth::middleware::AuthMiddlewareBuilder;
+use reqwest_partner_auth::{AuthMiddleware, Error, FetchContext, Token, TokenCache, TokenSource};
 use url::Url;
 
 /// Path of the mock token endpoint.
@@ -67,30 +68,72 @@ impl TokenSource for TestSource {
         self.inner.fetch(cx).await
     }
 
-    fn default_scope(&self) -> Vec<Url> {
+    fn api_origins(&self) -> Vec<Url> {
         vec![self.scope.clone()]
     }
 }
 
-/// `mw` on the manual `clock` with fast [`retries`] (the clock's sleep only advances the
+/// A layer builder over `S`, its cache policy still open.
+pub type Builder<S> = AuthMiddlewareBuilder<TokenCacheBuilder<S>>;
+
+/// `builder` on the manual `clock` with fast [`retries`] (the clock's sleep only advances the
 /// manual clock, so retries never wait for real).
-pub fn on_clock<S: TokenSource>(mw: AuthMiddleware<S>, clock: &ManualClock) -> AuthMiddleware<S> {
-    mw.clock(Arc::new(clock.clone())).retry_policy(retries())
+pub fn on_clock<S: TokenSource>(builder: Builder<S>, clock: &ManualClock) -> Builder<S> {
+    builder
+        .clock(Arc::new(clock.clone()))
+        .retry_policy(retries())
 }
 
-/// A middleware on `server` with a manual clock and fast retries (see [`on_clock`]).
-pub fn middleware(server: &MockServer, clock: &ManualClock) -> AuthMiddleware<TestSource> {
-    on_clock(AuthMiddleware::from_source(TestSource::new(server)), clock)
+/// A layer builder on `server` with a manual clock and fast retries (see [`on_clock`]).
+pub fn middleware(server: &MockServer, clock: &ManualClock) -> Builder<TestSource> {
+    on_clock(AuthMiddleware::builder(TestSource::new(server)), clock)
+}
+
+/// Anything a test hands to [`client`]: a layer, or a builder of one.
+pub trait IntoLayer {
+    /// The layer.
+    type Layer: Middleware;
+    /// Builds it.
+    fn into_layer(self) -> Self::Layer;
+}
+
+impl<S: TokenSource> IntoLayer for AuthMiddleware<S> {
+    type Layer = Self;
+    fn into_layer(self) -> Self {
+        self
+    }
+}
+
+impl<S: TokenSource> IntoLayer for Builder<S> {
+    type Layer = AuthMiddleware<S>;
+    fn into_layer(self) -> AuthMiddleware<S> {
+        self.build()
+    }
+}
+
+impl<S: TokenSource> IntoLayer for AuthMiddlewareBuilder<TokenCache<S>> {
+    type Layer = AuthMiddleware<S>;
+    fn into_layer(self) -> AuthMiddleware<S> {
+        self.build()
+    }
+}
+
+#[cfg(feature = "pentaleap")]
+impl IntoLayer for reqwest_partner_auth::pentaleap::ApiKeyAuth {
+    type Layer = Self;
+    fn into_layer(self) -> Self {
+        self
+    }
 }
 
 /// A client with `mw` over a default `reqwest::Client`.
-pub fn client(mw: impl Middleware) -> ClientWithMiddleware {
+pub fn client(mw: impl IntoLayer) -> ClientWithMiddleware {
     client_with(reqwest::Client::new(), mw)
 }
 
 /// A client with `mw` over `http`.
-pub fn client_with(http: reqwest::Client, mw: impl Middleware) -> ClientWithMiddleware {
-    ClientBuilder::new(http).with(mw).build()
+pub fn client_with(http: reqwest::Client, mw: impl IntoLayer) -> ClientWithMiddleware {
+    ClientBuilder::new(http).with(mw.into_layer()).build()
 }
 
 /// A client whose DNS maps `host` to `server` (the port comes from the URL), so plain-http

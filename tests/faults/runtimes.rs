@@ -138,7 +138,7 @@ fn middleware_shared_across_runtimes_survives_a_dropped_one() {
     let server = start_token_server(&server_rt);
     let clock = ManualClock::new();
     let mw = AuthMiddleware::from_cache(shared_cache(&server, &clock));
-    let cache = mw.token_cache().clone();
+    let cache = mw.cache().clone();
     let client = client(mw);
 
     let (status, body) = on_new_runtime(get(&client, &server));
@@ -179,7 +179,7 @@ fn a_fetch_past_its_deadline_leaves_no_task_behind() {
             .param("client_secret", Param::secret(SECRET))
             .http_client(reqwest::Client::new())
             .timeout(secs(60))
-            .scope_to(&server.base());
+            .add_origin(&server.base());
         let mw = on_clock(AuthMiddleware::from_source(source), &clock).fetch_deadline(TIMEOUT);
         let client = client(mw);
 

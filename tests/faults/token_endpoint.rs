@@ -80,7 +80,7 @@ async fn fetch_deadline_bounds_a_hanging_token_endpoint() {
             .param("client_secret", Param::secret(SECRET))
             .http_client(reqwest::Client::new())
             .timeout(secs(60))
-            .scope_to(&server.base());
+            .add_origin(&server.base());
         let mw = on_clock(AuthMiddleware::from_source(slow), &clock).fetch_deadline(TIMEOUT);
         let client = client(mw);
 
