@@ -452,7 +452,7 @@ impl<S: TokenSource> TokenCache<S> {
     /// # Errors
     /// The source's error, after retries of transient failures, when there is no token that
     /// may still be used; [`Error::FetchTimeout`] when the fetch ran past the
-    /// [fetch deadline](Self::fetch_deadline).
+    /// [fetch deadline](TokenCacheBuilder::fetch_deadline).
     pub async fn token(&self) -> Result<Lease, Error> {
         match self.cached() {
             Some(lease) => Ok(lease),
@@ -499,7 +499,7 @@ impl<S: TokenSource> TokenCache<S> {
     ///
     /// If the token was already replaced (another request saw the same rejection first), the
     /// replacement is returned and nothing is fetched. If a rejection-driven fetch happened
-    /// within the [rejection cool-down](Self::rejection_cooldown), nothing is fetched, the
+    /// within the [rejection cool-down](TokenCacheBuilder::rejection_cooldown), nothing is fetched, the
     /// token stays, and `Ok(None)` is returned: the API rejects fresh tokens too, so a new
     /// one would not help.
     ///

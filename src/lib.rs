@@ -1,18 +1,15 @@
-//! Typed `reqwest-middleware` layers for partner APIs that guard themselves with a token
-//! dance: each layer fetches the token, caches it, refreshes it before it expires, attaches
-//! `Authorization: Bearer <token>`, and on a `401` refreshes and replays the request once.
-//!
-//! # The partners
-//!
-//! Targeter (JSON `{api_key, api_secret}`, one-hour tokens):
+//! Typed [`reqwest-middleware`](reqwest_middleware) layers for partner APIs that guard
+//! themselves with a token dance. Each layer fetches the token, caches it, refreshes it before
+//! it expires, attaches `Authorization: Bearer <token>` to the partner's requests, and on a
+//! `401` refreshes and replays the request once, so callers never see an expired token.
 //!
 //! ```no_run
 //! use reqwest_middleware::ClientBuilder;
-//! use reqwest_partner_auth::{TargeterAuth, TargeterCredentials};
+//! use reqwest_partner_auth::targeter;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = ClientBuilder::new(reqwest::Client::new())
-//!     .with(TargeterAuth::new(TargeterCredentials::from_env()?))
+//!     .with(targeter::Auth::new(targeter::Credentials::from_env()?))
 //!     .build();
 //! let res = client
 //!     .post("https://storhaug.targeter.tech/api/campaign")
@@ -22,129 +19,139 @@
 //! # let _ = res; Ok(()) }
 //! ```
 //!
-//! AdGem (integer publisher and app ids), calling the offers API:
+//! # How a token travels
 //!
-//! ```no_run
-//! # use reqwest_middleware::ClientBuilder;
-//! use reqwest_partner_auth::{AdGemAuth, AdGemCredentials};
+//! Three parts, each replaceable: a [`TokenSource`] knows *how* to obtain a token from one
+//! partner; a [`TokenCache`] decides *when*; an [`AuthMiddleware`] decides *where* the header
+//! goes and replays a rejected request.
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = ClientBuilder::new(reqwest::Client::new())
-//!     .with(AdGemAuth::new(AdGemCredentials::new(1234, 5678, "client-id", "client-secret")))
-//!     .build();
-//! let offers = client
-//!     .post("https://targeted-api.adgem.com/v1/offers")
-//!     .json(&serde_json::json!({
-//!         "query": "{ offers(player_id: \"user123\") { id name total_payout_usd } }"
-//!     }))
-//!     .send()
-//!     .await?;
-//! # let _ = offers; Ok(()) }
+//! * **Fetched** by the source, with its own `reqwest::Client` (timeouts, no redirects, never
+//!   through your middleware chain, so authentication cannot recurse). Transient failures
+//!   (connect errors, 5xx, 429 with `Retry-After`) are retried with bounded backoff
+//!   ([`cache::RetryPolicy`]); credential errors are not. The answer's lifetime comes from
+//!   `expires_in`, else the JWT `exp` claim (read, not verified), else the partner's documented
+//!   lifetime; a token of unknown lifetime is kept until a `401`.
+//! * **Cached**, behind a lock-free read: a request with a fresh token pays one atomic load and
+//!   one header insert. However many requests need a new token at once, one fetch runs (single
+//!   flight), in a task of its own, so a cancelled caller cannot cancel it for the others. Every
+//!   fetch has a deadline ([`cache::DEFAULT_FETCH_DEADLINE`], 30 s): past it, callers whose
+//!   token has not expired keep using it and the others get [`Error::FetchTimeout`].
+//! * **Refreshed ahead.** Two points before expiry: from the *refresh-ahead* point (a quarter
+//!   of the lifetime, at most [`cache::REFRESH_AHEAD_LIMIT`] 20 s, before the skew point) one
+//!   background refresh runs while requests keep using the current token, so in steady state
+//!   no request waits for the token endpoint; from the *skew* point
+//!   ([`cache::DEFAULT_REFRESH_SKEW`], 30 s before expiry, at most a quarter of the lifetime)
+//!   requests wait for the new token, so none leaves with a dying one. If a refresh fails, the
+//!   current token is used until it expires.
+//! * **Replayed.** When the API answers `401` (or what a [`middleware::RejectionPolicy`] says
+//!   means "token rejected"), the layer drops that token (one refresh for any number of
+//!   concurrent rejections of it), fetches a new one and sends the request again, once. A
+//!   streaming body cannot be replayed, and a request carrying [`NoReplay`] is not: their
+//!   `401` comes back as is. Rejection-driven fetches cool down
+//!   ([`cache::DEFAULT_REJECTION_COOLDOWN`], 30 s), so an API that rejects every fresh token
+//!   costs one fetch per cool-down, not one per request.
+//! * **Scoped.** A layer attaches the token only to requests for its origins (scheme, host
+//!   and port): the partner's API origin by default, more with
+//!   [`add_origin`](middleware::AuthMiddlewareBuilder::add_origin). Requests elsewhere pass
+//!   untouched and cost no fetch, a request that already has an `Authorization` header is left
+//!   alone, and a `401` from another origin (after a redirect) is not a rejection. Credentials
+//!   travel only over TLS or to loopback, unless the source allows plain http (one switch per
+//!   partner, covering its token endpoint and its API): otherwise the request fails with
+//!   [`Error::InsecureTransport`] before anything is sent.
+//! * **Never printed.** Credentials, tokens and refresh tokens are redacted in `Debug`,
+//!   `Display`, errors and logs, also when a partner echoes them back JSON-escaped, form- or
+//!   percent-encoded or inside a Basic header.
+//!
+//! # The partners
+//!
+//! Each partner is a module with the same shape: `Credentials` (plain data, `from_env()`),
+//! `Source` (its token source), `Auth` (its layer), and the same constructors on `Source` and
+//! `Auth`: `new(credentials)` for the production host where the contract names one, and
+//! `with_base_url(credentials, &base)` for any host (a sandbox, a mock).
+//!
+//! | partner | module | layer |
+//! |---|---|---|
+//! | Targeter | [`targeter`] | `targeter::Auth::new(targeter::Credentials::new(key, secret))` |
+//! | AdGem | [`adgem`] | `adgem::Auth::new(adgem::Credentials::new(pub_id, app_id, id, secret))` |
+//! | Setu (Bridge) | [`setu`] | `setu::Auth::with_base_url(setu::Credentials::new(id, secret), &base)` |
+//! | a channel manager | [`channel_manager`] | `channel_manager::Auth::with_base_url(channel_manager::Credentials::new(user, password), &base)` |
+//! | Pentaleap feeds | [`pentaleap`] | `pentaleap::ApiKeyAuth::with_base_url(pentaleap::ApiKeys::from_publishers(map)?, &pcm)` |
+//! | Pentaleap campaigns (Auth0) | [`oauth2`] | `oauth2::RefreshTokenAuth::from_source(oauth2::RefreshTokenSource::new(client, store, key))` |
+//! | any OAuth 2.0 API | [`oauth2`] | `oauth2::ClientCredentialsAuth::new(token_url, id, secret, &api)` |
+//! | your own partner | [`engine`] | `AuthMiddleware::from_source(engine::HttpTokenSource::post(url)...)` |
+//!
+//! Settings beyond the defaults go through a builder, and are fixed once it is built: every
+//! clone of a built cache or layer shares one token and one policy.
+//!
 //! ```
-//!
-//! Setu Bridge (form-encoded client credentials; the expiry is read from the JWT) and a
-//! channel manager (form `username`/`password`, a plain-text token); neither contract names a
-//! host, so the base URL is given:
-//!
-//! ```no_run
-//! # use reqwest_middleware::ClientBuilder;
-//! use reqwest_partner_auth::{
-//!     ChannelManagerAuth, ChannelManagerCredentials, SetuAuth, SetuCredentials,
-//! };
+//! use std::time::Duration;
+//! use reqwest_partner_auth::{setu, AuthMiddleware};
 //! use url::Url;
 //!
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let setu = ClientBuilder::new(reqwest::Client::new())
-//!     .with(SetuAuth::new(
-//!         SetuCredentials::new("client-id", "client-secret"),
-//!         &Url::parse("https://bridge.setu.example")?,
-//!     ))
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sandbox = Url::parse("http://bridge.sandbox.example")?;
+//! let source = setu::Source::with_base_url(setu::Credentials::new("id", "secret"), &sandbox)
+//!     // The sandbox has no TLS: one switch, for its token endpoint and its API.
+//!     .allow_insecure_http();
+//! let layer = AuthMiddleware::builder(source)
+//!     .refresh_skew(Duration::from_secs(60))
+//!     .add_origin(&Url::parse("https://reports.setu.example")?)
 //!     .build();
-//! let hotels = ClientBuilder::new(reqwest::Client::new())
-//!     .with(ChannelManagerAuth::new(
-//!         ChannelManagerCredentials::from_env()?,
-//!         &Url::parse("https://connectivity.example")?,
-//!     ))
-//!     .build();
-//! # let _ = (setu, hotels); Ok(()) }
+//! # let _ = layer; Ok(()) }
 //! ```
 //!
-//! Pentaleap: product feeds with one API key per publisher, and the campaign API with the
-//! Auth0 login (authorization code + PKCE) and rotating refresh tokens kept in a file:
+//! # Adding a partner
 //!
-//! ```no_run
-//! # use std::sync::Arc;
-//! # use reqwest_middleware::ClientBuilder;
-//! use reqwest_partner_auth::{
-//!     ApiKeyAuth, FileStore, OAuthClient, PentaleapApiKeys, RefreshToken, RefreshTokenAuth,
-//!     TokenStore,
-//! };
-//! use url::Url;
-//!
-//! # async fn run(callback_url: Url) -> Result<(), Box<dyn std::error::Error>> {
-//! let pcm = Url::parse("https://pcm.pentaleap.example")?;
-//! let feeds = ClientBuilder::new(reqwest::Client::new())
-//!     .with(ApiKeyAuth::new(
-//!         &pcm,
-//!         PentaleapApiKeys::from_publishers([("1001", "key-a"), ("1002", "key-b")])?,
-//!     ))
-//!     .build();
-//!
-//! // Once, with a person at the browser:
-//! let auth0 = OAuthClient::auth0("tenant.eu.auth0.com", "client-id")?
-//!     .audience("https://api.pentaleap.example")
-//!     .scopes(["offline_access", "read:campaigns", "write:campaigns"])
-//!     .redirect_uri(Url::parse("http://127.0.0.1:8976/callback")?);
-//! let login = auth0.begin_login()?;
-//! println!("open {}", login.authorize_url());
-//! let store = FileStore::new("pentaleap-tokens.json");
-//! store.save("pentaleap", &login.complete(&callback_url).await?).await?;
-//!
-//! // Then, for up to 180 days:
-//! let campaigns = ClientBuilder::new(reqwest::Client::new())
-//!     .with(RefreshTokenAuth::from_source(
-//!         RefreshToken::new(auth0, Arc::new(store), "pentaleap").scope_to(&pcm),
-//!     ))
-//!     .build();
-//! # let _ = (feeds, campaigns); Ok(()) }
-//! ```
-//!
-//! Any OAuth 2.0 client-credentials API, and any partner that answers one POST with a token:
-//!
-//! ```no_run
-//! # use reqwest_middleware::ClientBuilder;
-//! use reqwest_partner_auth::{
-//!     AuthMiddleware, ClientCredentials, ClientCredentialsAuth, Encoding, HttpTokenSource, Param,
-//!     ResponseShape,
-//! };
-//! use url::Url;
-//!
-//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let api = Url::parse("https://api.partner.example")?;
-//! let oauth = ClientCredentialsAuth::from_source(
-//!     ClientCredentials::new(Url::parse("https://auth.partner.example/token")?, "id", "secret")
-//!         .scope_to(&api),
-//! );
-//! let custom = AuthMiddleware::from_source(
-//!     HttpTokenSource::post(Url::parse("https://partner.example/v2/token")?)
-//!         .encoding(Encoding::Form)
-//!         .param("key", Param::text("k"))
-//!         .param("secret", Param::secret("s"))
-//!         .response(ResponseShape::json("token").with_expires_in("ttl"))
-//!         .scope_to(&api),
-//! );
-//! let client = ClientBuilder::new(reqwest::Client::new()).with(oauth).build();
-//! # let _ = (client, custom); Ok(()) }
-//! ```
-//!
-//! A partner with a token dance of its own implements [`TokenSource`].
+//! A partner that answers one `POST` of credentials with a token is a configuration of the
+//! [`engine`]: how the credentials travel, where the token and its lifetime are in the answer,
+//! how errors look. The [`engine`] module's guide shows one in about ten lines, and how to
+//! give it a module of its own like the built-in partners. A token dance of another shape
+//! implements [`TokenSource`] (one `async fn`).
 //!
 //! # Errors
+//!
 //! Failures of the layer reach the caller as [`reqwest_middleware::Error::Middleware`]
-//! holding an [`Error`]; [`Error::from_middleware`] finds it.
+//! holding an [`Error`]; [`Error::from_middleware`] finds it:
+//!
+//! ```
+//! use reqwest_partner_auth::Error;
+//!
+//! fn explain(err: &reqwest_middleware::Error) -> String {
+//!     match Error::from_middleware(err) {
+//!         Some(Error::InvalidCredentials { message, .. }) => format!("fix the credentials: {message}"),
+//!         Some(Error::ReauthorizationRequired { .. }) => "log in again".to_owned(),
+//!         Some(other) => format!("auth failed: {other}"),
+//!         None => format!("request failed: {err}"),
+//!     }
+//! }
+//! # let _ = explain;
+//! ```
+//!
+//! Configuration errors ([`Error::Config`]) come only from constructors and `from_env`; a
+//! request for which a layer has no credential gets [`Error::NoCredential`].
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it brings |
+//! |---|---|---|
+//! | `rustls` | yes | TLS through rustls (reqwest's `rustls` feature) |
+//! | `native-tls` | no | TLS through the platform's library instead |
+//! | `targeter` | yes | the [`targeter`] module |
+//! | `adgem` | yes | the [`adgem`] module |
+//! | `setu` | yes | the [`setu`] module |
+//! | `channel-manager` | yes | the [`channel_manager`] module |
+//! | `pentaleap` | yes | the [`pentaleap`] module (product-feed API keys) |
+//! | `partners` | yes | all five partner modules |
+//! | `oauth2` | yes | the [`oauth2`] module: client credentials, login with PKCE, rotating refresh tokens (adds `sha2`, `rand`) |
+//! | `file-store` | yes | [`store::FileStore`] (adds `tempfile`, `fs4`) |
+//!
+//! The core (the layer, the cache, the engine, the memory store) needs none of them. A
+//! Targeter-only build: `default-features = false, features = ["rustls", "targeter"]`.
 //!
 //! # Time
-//! Expiry decisions read a [`Clock`]: the real one by default, a [`ManualClock`] in tests.
+//!
+//! Expiry decisions read a [`Clock`]: the system clock by default, a
+//! [`ManualClock`](clock::ManualClock) in tests, given to the cache builder.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -13,8 +13,8 @@ use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 use url::Url;
 
-use crate::error::Error;
 use crate::error::ConfigError;
+use crate::error::Error;
 use crate::middleware::scope::CredentialScope;
 use crate::token::header_value;
 
@@ -286,13 +286,7 @@ mod tests {
 
     #[test]
     fn illegal_keys_are_config_errors() {
-        assert!(matches!(
-            ApiKeys::single("a\r\nb"),
-            Err(Error::Config(_))
-        ));
-        assert!(matches!(
-            ApiKeys::single(" "),
-            Err(Error::Config(_))
-        ));
+        assert!(matches!(ApiKeys::single("a\r\nb"), Err(Error::Config(_))));
+        assert!(matches!(ApiKeys::single(" "), Err(Error::Config(_))));
     }
 }

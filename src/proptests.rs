@@ -19,8 +19,8 @@ use proptest::test_runner::Config as ProptestConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
-use crate::error::Error;
 use crate::engine::response::{parse_success, ErrorShape, ResponseShape};
+use crate::error::Error;
 use crate::token::{jwt_expiry, Expiry, Token, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 
 /// Cases per property: enough to find the shapes of bad input, small enough for debug builds.

@@ -1,29 +1,110 @@
-//! [`HttpTokenSource`]: the one engine behind every "POST credentials, get a token" partner.
+//! The token engine: [`HttpTokenSource`], the one implementation behind every "POST
+//! credentials, get a token" partner, and the guide to adding one.
 //!
-//! Partners differ in how credentials travel (JSON, form, query parameters), where the token
-//! and its lifetime are in the answer, and how errors look. Those are configuration here; the
-//! fetching, size cap, parsing and error mapping are written once.
+//! Partners differ in how credentials travel ([`Encoding`]: JSON, form, query parameters,
+//! HTTP Basic), where the token and its lifetime are in the answer ([`ResponseShape`]:
+//! snake_case or camelCase fields, a plain-text body) and how errors look ([`ErrorShape`]:
+//! which fields hold a code and a message, which codes mean bad credentials or a dead login).
+//! Those are configuration here; fetching, the body size cap, parsing, expiry, error mapping
+//! and the scrubbing of secrets from error text are written once.
 //!
-//! A partner the crate does not know, in a few lines:
+//! # Adding a partner
+//!
+//! **1. Describe its token request.** Read the partner's contract for the endpoint, the
+//! encoding, the parameter names and types, the answer's fields and its error bodies:
 //!
 //! ```
-//! use reqwest_partner_auth::engine::{Encoding, HttpTokenSource, Param, ResponseShape};
+//! use std::time::Duration;
+//! use reqwest_partner_auth::engine::{Encoding, ErrorShape, HttpTokenSource, Param, ResponseShape};
 //! use reqwest_partner_auth::AuthMiddleware;
 //! use url::Url;
 //!
+//! # fn main() -> Result<(), url::ParseError> {
 //! let source = HttpTokenSource::post(Url::parse("https://auth.partner.example/v2/token")?)
 //!     .encoding(Encoding::Json)
 //!     .param("partner_id", Param::Integer(42))
 //!     .param("key", Param::text("my-key"))
-//!     .param("secret", Param::secret("my-secret"))
+//!     .param("secret", Param::secret("my-secret")) // scrubbed from every error and log
 //!     .response(ResponseShape::json("token").with_expires_in("ttl"))
+//!     .errors(ErrorShape::default().credential_codes(&["bad_key"]))
+//!     .default_lifetime(Duration::from_secs(15 * 60)) // when the answer says nothing
 //!     .add_origin(&Url::parse("https://api.partner.example")?);
+//! # let _ = source; Ok(()) }
+//! ```
+//!
+//! **2. Put it in a layer.** `AuthMiddleware::from_source(source)`, or
+//! [`AuthMiddleware::builder`](crate::AuthMiddleware::builder) for other settings:
+//!
+//! ```
+//! # use reqwest_partner_auth::engine::{HttpTokenSource, ResponseShape};
+//! # use reqwest_partner_auth::AuthMiddleware;
+//! # let source = HttpTokenSource::post(url::Url::parse("https://auth.partner.example/v2/token").unwrap())
+//! #     .response(ResponseShape::json("token"));
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(AuthMiddleware::from_source(source))
 //!     .build();
 //! # let _ = client;
-//! # Ok::<(), url::ParseError>(())
 //! ```
+//!
+//! That is the whole integration: the layer caches, refreshes ahead, replays after a `401`,
+//! retries transient failures, scopes and redacts as for the built-in partners.
+//!
+//! **3. Give it a module of its own (optional).** The built-in partners wrap their
+//! configuration in three small types, so users see the partner's words rather than the
+//! engine's: `Credentials` (plain data with a redacting `Debug` and `from_env`), `Source` (the
+//! configured engine, delegating [`TokenSource`] to it), and
+//! `Auth = AuthMiddleware<Source>` with `new` and `with_base_url`. The Targeter module
+//! (`src/targeter.rs`) is the model: its contract-specific code is the dozen lines of step 1.
+//!
+//! ```
+//! use reqwest_partner_auth::engine::{HttpTokenSource, Param, ResponseShape};
+//! use reqwest_partner_auth::{async_trait, AuthMiddleware, Error, FetchContext, Token, TokenSource};
+//! use url::Url;
+//!
+//! /// Acme's token source.
+//! #[derive(Debug, Clone)]
+//! pub struct Source(HttpTokenSource);
+//!
+//! impl Source {
+//!     pub fn with_base_url(key: &str, secret: &str, base: &Url) -> Self {
+//!         Self(
+//!             HttpTokenSource::post(base.join("/oauth/token").expect("a static path"))
+//!                 .param("key", Param::text(key))
+//!                 .param("secret", Param::secret(secret))
+//!                 .response(ResponseShape::oauth2())
+//!                 .add_origin(base),
+//!         )
+//!     }
+//! }
+//!
+//! #[async_trait]
+//! impl TokenSource for Source {
+//!     async fn fetch(&self, cx: &FetchContext) -> Result<Token, Error> {
+//!         self.0.fetch(cx).await
+//!     }
+//!     fn api_origins(&self) -> Vec<Url> {
+//!         self.0.api_origins()
+//!     }
+//!     fn allows_insecure_http(&self) -> bool {
+//!         self.0.allows_insecure_http()
+//!     }
+//! }
+//!
+//! /// Acme's layer.
+//! pub type Auth = AuthMiddleware<Source>;
+//! # let _ = Auth::from_source(Source::with_base_url("k", "s", &Url::parse("https://acme.example").unwrap()));
+//! ```
+//!
+//! **4. Test it against its contract.** Point `with_base_url` at a local mock server and
+//! assert the exact request the partner receives (method, path, content type, body) and the
+//! mapping of each documented answer: success, each error body, a 5xx (retried), bad
+//! credentials (not retried, [`Error::InvalidCredentials`]).
+//! This crate's own partner tests run the tables every partner shares (malformed answers,
+//! secrets in errors, `from_env`) from one harness over per-partner descriptors
+//! (`tests/partners.rs`): a new partner adds a descriptor.
+//!
+//! A partner whose dance is not one request (a login, a signed assertion, a two-step
+//! exchange) implements [`TokenSource`] directly.
 
 pub(crate) mod response;
 
@@ -34,11 +115,11 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use crate::error::Error;
-pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
-use response::read_capped;
 use crate::middleware::scope::check_transport;
 use crate::source::{FetchContext, TokenSource};
 use crate::token::{Expiry, Token};
+use response::read_capped;
+pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 
 /// Timeout of a whole token request (connecting, sending, reading the answer), applied to
 /// every token request whatever client makes it; change it with
@@ -173,7 +254,7 @@ impl fmt::Debug for HttpTokenSource {
 
 impl HttpTokenSource {
     /// A source that POSTs to `url`: JSON encoding, OAuth 2.0 response and error shapes,
-    /// scoped to no origin until [`scope_to`](Self::scope_to).
+    /// scoped to no origin until [`add_origin`](Self::add_origin).
     pub fn post(url: Url) -> Self {
         Self {
             client: default_token_client(),
@@ -361,10 +442,12 @@ impl HttpTokenSource {
             )));
         if let Some((id, secret)) = &self.basic_auth {
             let credential = basic_credential(id, secret);
-            let mut value = http::HeaderValue::try_from(format!("Basic {credential}"))
-                .map_err(|_| Error::InvalidCredentials {
-                    message: "the client id cannot travel in a Basic header".to_owned(),
-                    code: None,
+            let mut value =
+                http::HeaderValue::try_from(format!("Basic {credential}")).map_err(|_| {
+                    Error::InvalidCredentials {
+                        message: "the client id cannot travel in a Basic header".to_owned(),
+                        code: None,
+                    }
                 })?;
             value.set_sensitive(true);
             req = req.header(http::header::AUTHORIZATION, value);

@@ -73,12 +73,13 @@ where
 /// [`TokenSource`], keeps the token fresh, and replays a request once when the API rejects
 /// the token.
 ///
-/// * Only requests to the origins in its scope get the header (by default the source's API
-///   origin; add more with [`scope_to`](Self::scope_to)). Others pass through untouched and
-///   cost no token fetch.
+/// * Only requests to its origins get the header (the source's
+///   [`api_origins`](TokenSource::api_origins), and those added with
+///   [`AuthMiddlewareBuilder::add_origin`]). Others pass through untouched and cost no token
+///   fetch.
 /// * A request that already has an `Authorization` header is left alone.
-/// * Credentials only travel over TLS, or plain HTTP to a loopback host, unless
-///   [`allow_insecure_http`](Self::allow_insecure_http) was called: otherwise the request
+/// * Credentials only travel over TLS, or plain HTTP to a loopback host, unless the source
+///   allows plain http ([`TokenSource::allows_insecure_http`]): otherwise the request
 ///   fails with [`Error::InsecureTransport`](crate::Error::InsecureTransport) before anything
 ///   is sent.
 /// * On a rejection (default: a 401) the token is refreshed and the request sent again, once.
@@ -91,7 +92,7 @@ where
 ///   through a redirect your client followed) says nothing about this token and is returned
 ///   as is.
 /// * Rejection-driven fetches are rate-limited: after one, further rejections within the
-///   [rejection cool-down](Self::rejection_cooldown) (default
+///   [rejection cool-down](AuthMiddlewareBuilder::rejection_cooldown) (default
 ///   [`DEFAULT_REJECTION_COOLDOWN`](crate::cache::DEFAULT_REJECTION_COOLDOWN), 30 s) fetch nothing
 ///   and their 401 goes back to the caller. An API that rejects every fresh token (a missing
 ///   permission, a wrong audience) costs one token fetch per cool-down, not one per request.
@@ -168,7 +169,10 @@ impl<C: std::fmt::Debug> std::fmt::Debug for AuthMiddlewareBuilder<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthMiddlewareBuilder")
             .field("cache", &self.cache)
-            .field("origins", &self.origins.iter().map(Url::as_str).collect::<Vec<_>>())
+            .field(
+                "origins",
+                &self.origins.iter().map(Url::as_str).collect::<Vec<_>>(),
+            )
             .field("replay", &self.replay)
             .finish_non_exhaustive()
     }

@@ -33,18 +33,18 @@ pub enum ClientAuthMethod {
 /// [`Error::OAuth`] with a typed [`OAuthErrorCode`](crate::error::OAuthErrorCode).
 ///
 /// ```
-/// use reqwest_partner_auth::{ClientAuth, ClientCredentials, ClientCredentialsAuth};
+/// use reqwest_partner_auth::oauth2::{ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource, TokenUrl};
 /// use url::Url;
-/// # fn main() -> Result<(), url::ParseError> {
-/// let source = ClientCredentials::new(
-///         Url::parse("https://auth.partner.example/oauth/token")?,
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let source = ClientCredentialsSource::new(
+///         TokenUrl::parse("https://auth.partner.example/oauth/token")?,
 ///         "my-client",
 ///         "my-secret",
 ///     )
 ///     .client_auth(ClientAuthMethod::RequestBody)
 ///     .scopes(["read:offers"])
 ///     .param("audience", "https://api.partner.example")
-///     .scope_to(&Url::parse("https://api.partner.example")?);
+///     .add_origin(&Url::parse("https://api.partner.example")?);
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 ///     .with(ClientCredentialsAuth::from_source(source))
 ///     .build();
@@ -76,8 +76,7 @@ impl ClientCredentialsSource {
         client_secret: impl Into<String>,
     ) -> Self {
         Self {
-            client: OAuthClient::new(token_url, client_id)
-                .client_secret(client_secret),
+            client: OAuthClient::new(token_url, client_id).client_secret(client_secret),
             params: Vec::new(),
             api_scope: Vec::new(),
         }
@@ -167,3 +166,19 @@ impl TokenSource for ClientCredentialsSource {
 
 /// The client credentials middleware.
 pub type ClientCredentialsAuth = AuthMiddleware<ClientCredentialsSource>;
+
+impl AuthMiddleware<ClientCredentialsSource> {
+    /// A client-credentials layer: tokens from `token_url`, attached to requests for the
+    /// origin of `api`. For other settings build a [`ClientCredentialsSource`] and use
+    /// [`AuthMiddleware::builder`](crate::AuthMiddleware::builder).
+    pub fn new(
+        token_url: TokenUrl,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+        api: &Url,
+    ) -> Self {
+        Self::from_source(
+            ClientCredentialsSource::new(token_url, client_id, client_secret).add_origin(api),
+        )
+    }
+}

@@ -24,12 +24,12 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::OAuthClient;
+use crate::engine::{ErrorShape, Param};
 use crate::error::{CallbackError, ConfigError, Error, OAuthErrorCode};
 use crate::middleware::scope::check_transport;
 use crate::source::{FetchContext, FetchReason};
 use crate::store::StoredTokens;
 use crate::token::Token;
-use crate::engine::{ErrorShape, Param};
 
 /// 32 random bytes, base64url: 43 characters, the RFC 7636 §4.1 recommendation.
 fn random_b64(bytes: usize) -> String {
@@ -71,15 +71,18 @@ impl OAuthClient {
     /// [`Error::Config`] when no redirect URI is set; [`Error::InsecureTransport`] when the
     /// authorize URL is plain `http://` to a non-loopback host.
     pub fn begin_login(&self) -> Result<PendingLogin, Error> {
-        let redirect_uri = self
-            .redirect_uri
+        let redirect_uri =
+            self.redirect_uri
+                .clone()
+                .ok_or(Error::Config(ConfigError::Missing {
+                    what: "redirect uri",
+                }))?;
+        let mut url = self
+            .authorize_url
             .clone()
             .ok_or(Error::Config(ConfigError::Missing {
-                what: "redirect uri",
+                what: "authorize url",
             }))?;
-        let mut url = self.authorize_url.clone().ok_or(Error::Config(ConfigError::Missing {
-            what: "authorize url",
-        }))?;
         check_transport(&url, self.allow_insecure_http)?;
         let state = random_b64(16);
         let verifier = random_b64(32);

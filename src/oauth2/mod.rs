@@ -12,7 +12,9 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::engine::{default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT};
+use crate::engine::{
+    default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT,
+};
 use crate::error::Error;
 use crate::partner::{endpoint, parse_url};
 
@@ -62,7 +64,10 @@ pub struct OAuthClient {
 impl fmt::Debug for OAuthClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OAuthClient")
-            .field("authorize_url", &self.authorize_url.as_ref().map(Url::as_str))
+            .field(
+                "authorize_url",
+                &self.authorize_url.as_ref().map(Url::as_str),
+            )
             .field("token_url", &self.token_url.as_str())
             .field("client_id", &self.client_id)
             .field(
@@ -174,7 +179,7 @@ impl OAuthClient {
     }
 
     /// The `reqwest::Client` for token requests (default
-    /// [`default_token_client`](crate::engine::default_token_client)). Whatever client is given,
+    /// [`default_token_client`]). Whatever client is given,
     /// token requests follow no redirect and are cut off after [`timeout`](Self::timeout).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = client;
@@ -182,7 +187,7 @@ impl OAuthClient {
     }
 
     /// How long one token request may take (default
-    /// [`DEFAULT_TOKEN_TIMEOUT`](crate::engine::DEFAULT_TOKEN_TIMEOUT)); it applies to a client given
+    /// [`DEFAULT_TOKEN_TIMEOUT`]); it applies to a client given
     /// with [`http_client`](Self::http_client) too.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;

@@ -6,11 +6,11 @@
 //! * inside the lock, the store is read again: if another process already refreshed, its
 //!   still-valid access token is used and nothing is sent;
 //! * the rotated refresh token is saved before anything else happens with the answer (see
-//!   [`RefreshToken`] for the crash window that remains and its server-side remedy); a failed
+//!   [`RefreshTokenSource`] for the crash window that remains and its server-side remedy); a failed
 //!   save keeps the rotated tokens in memory, the access token is still used, and the save
 //!   is retried first at the next refresh;
 //! * a refresh is sent again only when it provably never reached the server, or the server
-//!   said to retry ([`RefreshToken::should_retry`](crate::TokenSource::should_retry));
+//!   said to retry ([`RefreshTokenSource::should_retry`](crate::TokenSource::should_retry));
 //! * `invalid_grant` means the login is dead: [`Error::ReauthorizationRequired`], and the
 //!   stored login is marked dead ([`StoredTokens::dead`]: when, why), kept for a person to
 //!   look at; nothing is sent with it again until a new login is saved over it.
@@ -25,11 +25,11 @@ use url::Url;
 
 use super::login::stored_from_token;
 use super::OAuthClient;
+use crate::engine::{ErrorShape, Param};
 use crate::error::Error;
 use crate::source::{FetchContext, FetchReason, TokenSource};
 use crate::store::{DeadLogin, StoreLock, StoredTokens, TokenStore};
 use crate::token::Token;
-use crate::engine::{ErrorShape, Param};
 use crate::AuthMiddleware;
 
 /// Auth0's (and Pentaleap's) limit on a login: after 180 days the authorization flow has to
@@ -49,14 +49,15 @@ const REUSE_MARGIN: Duration = Duration::from_secs(60);
 ///
 /// ```
 /// use std::sync::Arc;
-/// use reqwest_partner_auth::{FileStore, OAuthClient, RefreshToken, RefreshTokenAuth};
+/// use reqwest_partner_auth::oauth2::{OAuthClient, RefreshTokenAuth, RefreshTokenSource};
+/// use reqwest_partner_auth::store::FileStore;
 /// use url::Url;
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = OAuthClient::auth0("tenant.eu.auth0.com", "my-client-id")?;
 /// let store = Arc::new(FileStore::new(std::env::temp_dir().join("pentaleap-tokens.json")));
-/// let source = RefreshToken::new(client, store, "pentaleap")
+/// let source = RefreshTokenSource::new(client, store, "pentaleap")
 ///     .param("scope", "offline_access read:campaigns")
-///     .scope_to(&Url::parse("https://api.pentaleap.example")?);
+///     .add_origin(&Url::parse("https://api.pentaleap.example")?);
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 ///     .with(RefreshTokenAuth::from_source(source))
 ///     .build();
@@ -358,5 +359,19 @@ fn reusable(stored: &StoredTokens, now: SystemTime) -> Result<Option<Token>, Err
     }
 }
 
-/// The refresh-token middleware: `RefreshTokenAuth::from_source(RefreshToken::new(..))`.
+/// The refresh-token layer: an [`AuthMiddleware`] over a [`RefreshTokenSource`].
 pub type RefreshTokenAuth = AuthMiddleware<RefreshTokenSource>;
+
+impl AuthMiddleware<RefreshTokenSource> {
+    /// A refresh-token layer for the login stored under `key` in `store`, attached to
+    /// requests for the origin of `api`. For other settings build a [`RefreshTokenSource`]
+    /// and use [`AuthMiddleware::builder`](crate::AuthMiddleware::builder).
+    pub fn new(
+        client: OAuthClient,
+        store: Arc<dyn TokenStore>,
+        key: impl Into<String>,
+        api: &Url,
+    ) -> Self {
+        Self::from_source(RefreshTokenSource::new(client, store, key).add_origin(api))
+    }
+}
