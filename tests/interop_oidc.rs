@@ -9,6 +9,7 @@
 //! use, and presenting a used one again revokes the whole login ("family"), after which the
 //! newest refresh token is refused too. A test whose login still refreshes at the end has
 //! therefore never sent a refresh token twice.
+#![cfg(feature = "oauth2")]
 
 #[macro_use]
 #[path = "interop_oidc/support.rs"]
@@ -19,14 +20,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use httpmock::MockServer;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_partner_auth::cache::TokenCacheBuilder;
 use reqwest_partner_auth::clock::ManualClock;
-use reqwest_partner_auth::error::OAuthErrorCode;
+use reqwest_partner_auth::error::{CallbackError, OAuthErrorCode};
+use reqwest_partner_auth::middleware::AuthMiddlewareBuilder;
 use reqwest_partner_auth::oauth2::{
     ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource, OAuthClient,
-    RefreshTokenAuth, RefreshTokenSource,
+    RefreshTokenAuth, RefreshTokenSource, TokenUrl,
 };
 use reqwest_partner_auth::store::{MemoryStore, StoredTokens, TokenStore};
-use reqwest_partner_auth::token::jwt_expiry;
+use reqwest_partner_auth::token::{jwt_expiry, Expiry};
 use reqwest_partner_auth::{
     AuthMiddleware, Error, FetchContext, FetchReason, TokenCache, TokenSource as _,
 };
@@ -74,11 +77,14 @@ fn refresh_source(server: &OidcServer, store: &CountingStore, api: &Url) -> Refr
     RefreshTokenSource::new(server.pkce_client(), Arc::new(store.clone()), KEY).add_origin(api)
 }
 
-/// The refresh middleware over [`refresh_source`]. Tests force refreshes with
-/// `TokenCache::reject`, so rejections are not rate-limited here.
-fn refresh_mw(server: &OidcServer, store: &CountingStore, api: &Url) -> RefreshTokenAuth {
-    RefreshTokenAuth::from_source(refresh_source(server, store, api))
-        .rejection_cooldown(Duration::ZERO)
+/// The refresh middleware over [`refresh_source`], its policy still open. Tests force
+/// refreshes with `TokenCache::reject`, so rejections are not rate-limited here.
+fn refresh_mw(
+    server: &OidcServer,
+    store: &CountingStore,
+    api: &Url,
+) -> AuthMiddlewareBuilder<TokenCacheBuilder<RefreshTokenSource>> {
+    RefreshTokenAuth::builder(refresh_source(server, store, api)).rejection_cooldown(Duration::ZERO)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -108,20 +114,21 @@ async fn client_credentials_http_basic() {
     let server = server_or_skip!("client_credentials_http_basic", 3600);
     let api = MockServer::start_async().await;
     echo_api(&api).await;
-    let source = ClientCredentialsSource::new(server.token_url(), "cc-basic", "cc-basic-secret")
-        .scopes(["read:campaigns", "no:such-scope"])
-        .param("audience", RESOURCE)
-        .add_origin(&api_base(&api));
+    let source = ClientCredentialsSource::new(
+        TokenUrl::new(server.token_url()),
+        "cc-basic",
+        "cc-basic-secret",
+    )
+    .scopes(["read:campaigns", "no:such-scope"])
+    .param("audience", RESOURCE)
+    .add_origin(&api_base(&api));
 
     // The source on its own: expires_in is read.
     let token = source
         .fetch(&FetchContext::new(FetchReason::Initial))
         .await
         .expect("cc-basic with HTTP Basic is accepted");
-    assert_eq!(
-        token.expiry(),
-        reqwest_partner_auth::Expiry::In(Duration::from_secs(3600))
-    );
+    assert_eq!(token.expiry(), Expiry::In(Duration::from_secs(3600)));
     assert!(token.refresh_token().is_none());
     assert_server_jwt(&server, token.secret().expose_secret(), "cc-basic", 3600);
     assert_eq!(
@@ -142,10 +149,14 @@ async fn client_credentials_request_body() {
     let server = server_or_skip!("client_credentials_request_body", 3600);
     let api = MockServer::start_async().await;
     echo_api(&api).await;
-    let source = ClientCredentialsSource::new(server.token_url(), "cc-post", "cc-post-secret")
-        .client_auth(ClientAuthMethod::RequestBody)
-        .param("resource", RESOURCE)
-        .add_origin(&api_base(&api));
+    let source = ClientCredentialsSource::new(
+        TokenUrl::new(server.token_url()),
+        "cc-post",
+        "cc-post-secret",
+    )
+    .client_auth(ClientAuthMethod::RequestBody)
+    .param("resource", RESOURCE)
+    .add_origin(&api_base(&api));
     let cache = TokenCache::new(source.clone());
     let lease = cache
         .token()
@@ -184,7 +195,7 @@ async fn client_credentials_wrong_secret_or_method_is_invalid_client() {
     );
     let cc = |id: &str, secret: &str, how: ClientAuthMethod| {
         TokenCache::new(
-            ClientCredentialsSource::new(server.token_url(), id, secret)
+            ClientCredentialsSource::new(TokenUrl::new(server.token_url()), id, secret)
                 .client_auth(how)
                 .param("audience", RESOURCE),
         )
@@ -217,12 +228,13 @@ async fn client_credentials_wrong_secret_or_method_is_invalid_client() {
     // Through the middleware the same error is found with Error::from_middleware.
     let api = MockServer::start_async().await;
     let client = client_with(
-        ClientCredentialsAuth::from_source(ClientCredentialsSource::new(
-            server.token_url(),
+        ClientCredentialsAuth::builder(ClientCredentialsSource::new(
+            TokenUrl::new(server.token_url()),
             "cc-basic",
             WRONG_SECRET,
         ))
-        .add_origin(&api_base(&api)),
+        .add_origin(&api_base(&api))
+        .build(),
     );
     let err = client
         .get(api_base(&api).join("/campaigns").unwrap())
@@ -238,8 +250,12 @@ async fn client_credentials_wrong_secret_or_method_is_invalid_client() {
 
     // An audience the server does not know: a typed OAuth error, not a credentials one.
     let unknown = TokenCache::new(
-        ClientCredentialsSource::new(server.token_url(), "cc-basic", "cc-basic-secret")
-            .param("audience", "https://other.test"),
+        ClientCredentialsSource::new(
+            TokenUrl::new(server.token_url()),
+            "cc-basic",
+            "cc-basic-secret",
+        )
+        .param("audience", "https://other.test"),
     );
     match unknown.token().await {
         Err(Error::OAuth { code, .. }) => {
@@ -325,7 +341,7 @@ async fn login_error_callback_and_forged_state_are_reported() {
     callback.query_pairs_mut().clear().extend_pairs(pairs);
     assert!(matches!(
         pending.complete(&callback).await,
-        Err(Error::Callback(_))
+        Err(Error::Callback(CallbackError::StateMismatch))
     ));
 }
 
@@ -445,7 +461,7 @@ async fn refresh_rotates_and_the_old_refresh_token_is_rejected() {
     let store = stored_login(&server).await;
     let login_tokens = store.get(KEY).await;
     let old_refresh = refresh_of(&login_tokens);
-    let mw = refresh_mw(&server, &store, &api_base(&api));
+    let mw = refresh_mw(&server, &store, &api_base(&api)).build();
     let cache = mw.cache().clone();
     let client = client_with(mw);
 
@@ -507,8 +523,11 @@ async fn short_lived_tokens_are_refreshed_when_they_expire() {
     echo_api(&api).await;
     let store = stored_login(&server).await;
     let clock = ManualClock::new();
-    let client =
-        client_with(refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone())));
+    let client = client_with(
+        refresh_mw(&server, &store, &api_base(&api))
+            .clock(Arc::new(clock.clone()))
+            .build(),
+    );
 
     // The login's token has 3 s left, too little to reuse: the first request refreshes.
     let mut token = call_api(&client, &api_base(&api)).await;
@@ -559,7 +578,9 @@ async fn concurrent_requests_refresh_once() {
     let store = stored_login(&server).await;
     // A clock that stands still: the 3 s tokens never expire during the test.
     let clock = ManualClock::new();
-    let mw = refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone()));
+    let mw = refresh_mw(&server, &store, &api_base(&api))
+        .clock(Arc::new(clock.clone()))
+        .build();
     let cache = mw.cache().clone();
     let client = client_with(mw);
 
@@ -618,7 +639,12 @@ async fn two_caches_sharing_a_store_never_reuse_a_refresh_token() {
     // Two independent middlewares (two "workers") over one store: their caches do not know
     // each other, only the store's lock serialises their refreshes.
     let caches: Vec<_> = (0..2)
-        .map(|_| refresh_mw(&server, &store, &api_base(&api)).cache().clone())
+        .map(|_| {
+            refresh_mw(&server, &store, &api_base(&api))
+                .build()
+                .cache()
+                .clone()
+        })
         .collect();
     const ROUNDS: usize = 5;
     let tasks: Vec<_> = caches
@@ -656,8 +682,11 @@ async fn refresh_ahead_gets_a_new_token_in_the_background() {
     echo_api(&api).await;
     let store = stored_login(&server).await;
     let clock = ManualClock::new();
-    let client =
-        client_with(refresh_mw(&server, &store, &api_base(&api)).clock(Arc::new(clock.clone())));
+    let client = client_with(
+        refresh_mw(&server, &store, &api_base(&api))
+            .clock(Arc::new(clock.clone()))
+            .build(),
+    );
     let first = call_api(&client, &api_base(&api)).await;
     assert_eq!(
         store.saves(),
@@ -712,7 +741,7 @@ impl TokenStore for NoLockStore {
         self.inner.save(key, t).await
     }
     async fn lock(&self, _key: &str) -> Result<reqwest_partner_auth::store::StoreLock, Error> {
-        Ok(reqwest_partner_auth::StoreLock::new(()))
+        Ok(reqwest_partner_auth::store::StoreLock::new(()))
     }
 }
 
@@ -757,10 +786,13 @@ async fn without_the_lock_the_server_catches_a_double_send() {
 // ---------------------------------------------------------------------------------------
 // Across processes: two OS processes share a FileStore
 
+#[cfg(feature = "file-store")]
 const CHILD_ENV: &str = "PARTNER_AUTH_OIDC_CHILD";
+#[cfg(feature = "file-store")]
 const CHILD_ROUNDS: usize = 5;
 
 /// Re-runs this test binary as a child process running only `cross_process_child`.
+#[cfg(feature = "file-store")]
 fn spawn_child(id: usize, issuer: &Url, dir: &std::path::Path) -> tokio::process::Child {
     tokio::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -780,6 +812,7 @@ fn spawn_child(id: usize, issuer: &Url, dir: &std::path::Path) -> tokio::process
         .expect("the test binary can be re-run")
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_store_shared_by_two_processes_never_reuses_a_refresh_token() {
     let server = server_or_skip!(
@@ -787,7 +820,7 @@ async fn file_store_shared_by_two_processes_never_reuses_a_refresh_token() {
         3600
     );
     let dir = tempfile::tempdir().unwrap();
-    let file = reqwest_partner_auth::FileStore::new(dir.path().join("tokens.json"));
+    let file = reqwest_partner_auth::store::FileStore::new(dir.path().join("tokens.json"));
     let tokens = login(&server.pkce_client()).await;
     file.save(KEY, &tokens).await.unwrap();
 
@@ -833,6 +866,7 @@ async fn file_store_shared_by_two_processes_never_reuses_a_refresh_token() {
 
 /// The child of [`file_store_shared_by_two_processes_never_reuses_a_refresh_token`]; does
 /// nothing unless started by it.
+#[cfg(feature = "file-store")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "child process of file_store_shared_by_two_processes_never_reuses_a_refresh_token"]
 async fn cross_process_child() {
@@ -841,20 +875,17 @@ async fn cross_process_child() {
     };
     let issuer = Url::parse(&std::env::var("PARTNER_AUTH_OIDC_ISSUER").unwrap()).unwrap();
     let dir = std::path::PathBuf::from(std::env::var_os("PARTNER_AUTH_OIDC_DIR").unwrap());
-    let client = OAuthClient::new(
-        issuer.join("/auth").unwrap(),
-        issuer.join("/token").unwrap(),
-        "pkce-public",
-    );
-    let store = CountingStore::new(reqwest_partner_auth::FileStore::new(
+    let client = OAuthClient::new(TokenUrl::new(issuer.join("/token").unwrap()), "pkce-public");
+    let store = CountingStore::new(reqwest_partner_auth::store::FileStore::new(
         dir.join("tokens.json"),
     ));
-    let cache = TokenCache::new(RefreshTokenSource::new(
+    let cache = TokenCache::builder(RefreshTokenSource::new(
         client,
         Arc::new(store.clone()),
         KEY,
     ))
-    .rejection_cooldown(Duration::ZERO);
+    .rejection_cooldown(Duration::ZERO)
+    .build();
 
     // Start together: each child says it is ready and waits for the other.
     std::fs::write(dir.join(format!("ready-{id}")), b"").unwrap();

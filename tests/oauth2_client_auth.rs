@@ -1,10 +1,11 @@
 //! How an OAuth 2.0 client authenticates at the token endpoint (RFC 6749 §2.3.1), decided in
 //! one place for every grant: the code exchange ([`PendingLogin::complete`]), the refresh
-//! ([`RefreshTokenSource`]) and client credentials ([`ClientCredentialsSource`]). HTTP Basic with the
-//! form-encoded id and secret by default, the request body for Auth0 (its default method,
-//! `client_secret_post`), `client_id` alone in the body for a public client. The exact
-//! requests are asserted against a real local HTTP server; so are the per-grant timeouts and
-//! the scrubbing of an echoed Basic credential.
+//! ([`RefreshTokenSource`]) and client credentials ([`ClientCredentialsSource`]). HTTP Basic
+//! with the form-encoded id and secret by default, the request body for Auth0 (its default
+//! method, `client_secret_post`), `client_id` alone in the body for a public client. The
+//! exact requests are asserted against a real local HTTP server; so are the per-grant
+//! timeouts and the scrubbing of an echoed Basic credential.
+#![cfg(feature = "oauth2")]
 
 mod common;
 
@@ -15,7 +16,8 @@ use base64::Engine as _;
 use common::Seen;
 use httpmock::{HttpMockRequest, MockServer};
 use reqwest_partner_auth::oauth2::{
-    ClientAuthMethod, ClientCredentialsSource, OAuthClient, RefreshTokenSource,
+    AuthorizeUrl, ClientAuthMethod, ClientCredentialsSource, OAuthClient, RedirectUrl,
+    RefreshTokenSource, TokenUrl,
 };
 use reqwest_partner_auth::store::{MemoryStore, StoredTokens, TokenStore as _};
 use reqwest_partner_auth::{Error, FetchContext, FetchReason, TokenSource as _};
@@ -61,18 +63,15 @@ async fn token_endpoint(server: &MockServer) -> (httpmock::Mock<'_>, Arc<Mutex<V
 }
 
 fn explicit(server: &MockServer) -> OAuthClient {
-    OAuthClient::new(
-        Url::parse(&server.url("/authorize")).unwrap(),
-        Url::parse(&server.url(TOKEN_PATH)).unwrap(),
-        ID,
-    )
-    .redirect_uri(Url::parse(REDIRECT).unwrap())
+    OAuthClient::new(TokenUrl::parse(&server.url(TOKEN_PATH)).unwrap(), ID)
+        .authorize_url(AuthorizeUrl::parse(&server.url("/authorize")).unwrap())
+        .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap())
 }
 
 fn auth0(server: &MockServer) -> OAuthClient {
     OAuthClient::auth0(&server.base_url(), ID)
         .unwrap()
-        .redirect_uri(Url::parse(REDIRECT).unwrap())
+        .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap())
 }
 
 /// A login with `client` completed against the mock: begin, a callback with the right state
@@ -143,7 +142,8 @@ async fn a_confidential_client_uses_basic_by_default_for_login_and_refresh() {
 
 /// `OAuthClient::auth0` with a secret: Auth0's default `client_secret_post`: `client_id`
 /// after the grant type, `client_secret` last, no `Authorization` header; for the exchange and
-/// the refresh alike. `OAuthClient::new(..).client_auth(ClientAuthMethod::RequestBody)` is the same.
+/// the refresh alike. `OAuthClient::new(..).client_auth(ClientAuthMethod::RequestBody)` is the
+/// same.
 #[tokio::test]
 async fn auth0_and_request_body_send_the_secret_in_the_body() {
     for client in [
@@ -233,7 +233,7 @@ async fn a_public_client_sends_its_id_in_the_body_only() {
 async fn client_credentials_use_the_same_mechanism() {
     let server = MockServer::start_async().await;
     let (mock, seen) = token_endpoint(&server).await;
-    let url = Url::parse(&server.url(TOKEN_PATH)).unwrap();
+    let url = TokenUrl::parse(&server.url(TOKEN_PATH)).unwrap();
     let cx = FetchContext::new(FetchReason::Initial);
 
     ClientCredentialsSource::new(url.clone(), ID, SECRET)
@@ -311,9 +311,13 @@ async fn the_token_timeout_applies_to_a_given_client() {
     let login_client = explicit(&server)
         .http_client(reqwest::Client::new())
         .timeout(timeout);
-    let cc = ClientCredentialsSource::new(Url::parse(&server.url(TOKEN_PATH)).unwrap(), ID, SECRET)
-        .http_client(reqwest::Client::new())
-        .timeout(timeout);
+    let cc = ClientCredentialsSource::new(
+        TokenUrl::parse(&server.url(TOKEN_PATH)).unwrap(),
+        ID,
+        SECRET,
+    )
+    .http_client(reqwest::Client::new())
+    .timeout(timeout);
 
     let started = Instant::now();
     let login_err = log_in(&login_client).await.unwrap_err();

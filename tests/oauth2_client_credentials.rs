@@ -1,7 +1,8 @@
-//! The client credentials grant (RFC 6749 §4.4) through [`ClientCredentialsSource`], against a real
-//! local HTTP server: the exact request the token endpoint receives (§4.4.2, client
+//! The client credentials grant (RFC 6749 §4.4) through [`ClientCredentialsSource`], against a
+//! real local HTTP server: the exact request the token endpoint receives (§4.4.2, client
 //! authentication §2.3.1, scope §3.3), the success response (§5.1) and every §5.2 error,
 //! with exact hit counts (credential errors are not retried, 5xx are).
+#![cfg(feature = "oauth2")]
 
 mod common;
 
@@ -15,7 +16,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::clock::ManualClock;
 use reqwest_partner_auth::error::{Malformed, OAuthErrorCode};
 use reqwest_partner_auth::oauth2::{
-    ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource,
+    ClientAuthMethod, ClientCredentialsAuth, ClientCredentialsSource, TokenUrl,
 };
 use reqwest_partner_auth::{AuthMiddleware, Error};
 
@@ -103,11 +104,13 @@ async fn api_any(server: &MockServer) -> httpmock::Mock<'_> {
 
 fn source(server: &MockServer, id: &str, secret: &str) -> ClientCredentialsSource {
     let base = common::base(server);
-    ClientCredentialsSource::new(base.join(TOKEN_PATH).unwrap(), id, secret).add_origin(&base)
+    ClientCredentialsSource::new(TokenUrl::new(base.join(TOKEN_PATH).unwrap()), id, secret)
+        .add_origin(&base)
 }
 
 fn client(source: ClientCredentialsSource, clock: &ManualClock) -> ClientWithMiddleware {
-    let mw: ClientCredentialsAuth = common::on_clock(AuthMiddleware::from_source(source), clock);
+    let mw: ClientCredentialsAuth =
+        common::on_clock(AuthMiddleware::builder(source), clock).build();
     common::client(mw)
 }
 
@@ -474,4 +477,94 @@ async fn persistent_server_errors_give_up_after_max_attempts() {
     }
     assert_eq!(token.hits().await, 3);
     assert_eq!(api.calls_async().await, 0);
+}
+
+// -------------------------------------------------------------------------------------------
+// Configuration and transport
+// -------------------------------------------------------------------------------------------
+
+/// The grant has no authorization endpoint: the source's client carries no authorize URL,
+/// and its token URL is not reused as one (it shows up once, as the token URL).
+#[test]
+fn the_token_url_is_never_an_authorize_url() {
+    let token_url = "https://auth.partner.example/oauth/token";
+    let source = ClientCredentialsSource::new(TokenUrl::parse(token_url).unwrap(), ID, SECRET);
+
+    let shown = format!("{source:?}");
+
+    assert!(shown.contains("authorize_url: None"), "{shown}");
+    assert!(
+        shown.contains(&format!("token_url: {token_url:?}")),
+        "{shown}"
+    );
+    assert_eq!(shown.matches(token_url).count(), 1, "{shown}");
+}
+
+/// A name that is not loopback; [`common::resolving_http_client`] maps it to the mock.
+const REMOTE_HOST: &str = "auth.partner.invalid";
+
+/// A client whose token endpoint and API are both on plain `http://REMOTE_HOST:<port>`, with
+/// the source's `allow_insecure_http()` when `opt_in`; and the API URL.
+fn remote_client(
+    server: &MockServer,
+    clock: &ManualClock,
+    opt_in: bool,
+) -> (ClientWithMiddleware, url::Url) {
+    let base = url::Url::parse(&format!("http://{REMOTE_HOST}:{}/", server.port())).unwrap();
+    let mut source =
+        ClientCredentialsSource::new(TokenUrl::new(base.join(TOKEN_PATH).unwrap()), ID, SECRET)
+            .http_client(common::resolving_http_client(REMOTE_HOST, server))
+            .add_origin(&base);
+    if opt_in {
+        source = source.allow_insecure_http();
+    }
+    let client = common::client_with(
+        common::resolving_http_client(REMOTE_HOST, server),
+        common::on_clock(AuthMiddleware::builder(source), clock),
+    );
+    (client, base.join(API_PATH).unwrap())
+}
+
+/// Without the opt-in, an API call to a plain-http, non-loopback host is refused with
+/// `Error::InsecureTransport` before anything is sent: no token request, no API call.
+#[tokio::test]
+async fn plain_http_to_a_remote_host_is_refused_by_default() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, vec![ok("cc-token")]).await;
+    let api = api_any(&server).await;
+    let (client, url) = remote_client(&server, &clock, false);
+
+    let err = common::layer_error(client.get(url)).await;
+
+    match err {
+        Error::InsecureTransport { origin } => {
+            assert_eq!(origin, format!("http://{REMOTE_HOST}:{}", server.port()));
+        }
+        other => panic!("expected InsecureTransport, got {other:?}"),
+    }
+    assert_eq!(token.hits().await, 0, "the secret was sent");
+    assert_eq!(api.calls_async().await, 0);
+}
+
+/// `ClientCredentialsSource::allow_insecure_http()` is the one switch for plain http to a
+/// non-loopback host: it covers the token endpoint and the API calls of a layer over the
+/// source, so both go out and the API call carries the token.
+#[tokio::test]
+async fn allow_insecure_http_covers_the_token_endpoint_and_the_api() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_endpoint(&server, vec![ok("cc-token")]).await;
+    let api = api_accepting(&server, "cc-token").await;
+    let (client, url) = remote_client(&server, &clock, true);
+
+    let res = client.get(url).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(token.hits().await, 1);
+    assert_eq!(
+        token.only().header("host"),
+        Some(format!("{REMOTE_HOST}:{}", server.port()).as_str())
+    );
+    assert_eq!(api.calls_async().await, 1);
 }

@@ -2,6 +2,7 @@
 //! [`OAuthClient::begin_login`] and [`PendingLogin::complete`], as Pentaleap's Auth0 tenant
 //! runs it: the authorize URL, the callback checks (state, errors, missing code) and the
 //! exact code exchange, against a real local HTTP server.
+#![cfg(feature = "oauth2")]
 
 mod common;
 
@@ -11,8 +12,10 @@ use std::sync::{Arc, Mutex};
 use base64::Engine as _;
 use common::{json_response, Seen};
 use httpmock::{HttpMockRequest, MockServer};
-use reqwest_partner_auth::error::OAuthErrorCode;
-use reqwest_partner_auth::oauth2::{pkce_challenge, OAuthClient, PendingLogin};
+use reqwest_partner_auth::error::{CallbackError, ConfigError, OAuthErrorCode};
+use reqwest_partner_auth::oauth2::{
+    pkce_challenge, AuthorizeUrl, OAuthClient, PendingLogin, RedirectUrl, TokenUrl,
+};
 use reqwest_partner_auth::Error;
 use secrecy::ExposeSecret as _;
 use sha2::{Digest as _, Sha256};
@@ -31,7 +34,7 @@ fn auth0(server: &MockServer) -> OAuthClient {
         .unwrap()
         .audience(AUDIENCE)
         .scopes(["offline_access", "read:campaigns"])
-        .redirect_uri(Url::parse(REDIRECT).unwrap())
+        .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap())
 }
 
 /// The query of `url` as (name, value) pairs, decoded, in order.
@@ -195,7 +198,39 @@ async fn begin_login_without_redirect_uri_is_a_config_error() {
 
     let err = client.begin_login().expect_err("no redirect uri");
 
-    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Config(ConfigError::Missing {
+                what: "redirect uri"
+            })
+        ),
+        "{err:?}"
+    );
+}
+
+/// RFC 6749 §3.1 (a login opens the authorization endpoint): a client built from its token
+/// URL alone has none, so `begin_login` is `Error::Config` naming the missing authorize URL
+/// (the token URL is never used in its place).
+#[test]
+fn begin_login_without_authorize_url_is_a_config_error() {
+    let client = OAuthClient::new(
+        TokenUrl::parse("https://auth.example/oauth/token").unwrap(),
+        CLIENT_ID,
+    )
+    .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap());
+
+    let err = client.begin_login().expect_err("no authorize url");
+
+    assert!(
+        matches!(
+            err,
+            Error::Config(ConfigError::Missing {
+                what: "authorize url"
+            })
+        ),
+        "{err:?}"
+    );
 }
 
 /// RFC 6749 §3.1 (the authorization endpoint requires TLS): an `http://` authorize URL on a
@@ -203,11 +238,11 @@ async fn begin_login_without_redirect_uri_is_a_config_error() {
 #[tokio::test]
 async fn plain_http_authorize_url_on_a_remote_host_is_refused() {
     let client = OAuthClient::new(
-        Url::parse("http://auth.example/authorize").unwrap(),
-        Url::parse("https://auth.example/oauth/token").unwrap(),
+        TokenUrl::parse("https://auth.example/oauth/token").unwrap(),
         CLIENT_ID,
     )
-    .redirect_uri(Url::parse(REDIRECT).unwrap());
+    .authorize_url(AuthorizeUrl::parse("http://auth.example/authorize").unwrap())
+    .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap());
 
     let err = client.begin_login().expect_err("plain http");
 
@@ -227,16 +262,13 @@ async fn plain_http_authorize_url_on_a_remote_host_is_refused() {
 #[tokio::test]
 async fn complete_exchanges_the_code_with_the_pkce_verifier() {
     let server = MockServer::start_async().await;
-    let login = OAuthClient::new(
-        Url::parse(&server.url("/authorize")).unwrap(),
-        Url::parse(&server.url(TOKEN_PATH)).unwrap(),
-        CLIENT_ID,
-    )
-    .audience(AUDIENCE)
-    .scopes(["offline_access", "read:campaigns"])
-    .redirect_uri(Url::parse(REDIRECT).unwrap())
-    .begin_login()
-    .unwrap();
+    let login = OAuthClient::new(TokenUrl::parse(&server.url(TOKEN_PATH)).unwrap(), CLIENT_ID)
+        .authorize_url(AuthorizeUrl::parse(&server.url("/authorize")).unwrap())
+        .audience(AUDIENCE)
+        .scopes(["offline_access", "read:campaigns"])
+        .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap())
+        .begin_login()
+        .unwrap();
     let authorize = login.authorize_url().clone();
     let state = param(&authorize, "state");
     let (token, seen) = token_endpoint(&server, param(&authorize, "code_challenge")).await;
@@ -320,7 +352,10 @@ async fn state_mismatch_is_rejected_without_a_token_request() {
 
     let err = complete_err(login, &callback(&[("code", "c"), ("state", "forged")])).await;
 
-    assert!(matches!(err, Error::Callback(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Callback(CallbackError::StateMismatch)),
+        "{err:?}"
+    );
     assert_eq!(token.calls_async().await, 0);
 }
 
@@ -334,7 +369,10 @@ async fn missing_state_is_rejected_without_a_token_request() {
 
     let err = complete_err(login, &callback(&[("code", "c")])).await;
 
-    assert!(matches!(err, Error::Callback(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Callback(CallbackError::StateMissing)),
+        "{err:?}"
+    );
     assert_eq!(token.calls_async().await, 0);
 }
 
@@ -381,7 +419,10 @@ async fn error_callback_with_a_foreign_state_is_a_callback_error() {
     )
     .await;
 
-    assert!(matches!(err, Error::Callback(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Callback(CallbackError::StateMismatch)),
+        "{err:?}"
+    );
     assert_eq!(token.calls_async().await, 0);
 }
 
@@ -396,7 +437,10 @@ async fn missing_code_is_rejected_without_a_token_request() {
 
     let err = complete_err(login, &callback(&[("state", &state)])).await;
 
-    assert!(matches!(err, Error::Callback(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Callback(CallbackError::CodeMissing)),
+        "{err:?}"
+    );
     assert_eq!(token.calls_async().await, 0);
 }
 
@@ -500,7 +544,10 @@ async fn repeated_callback_parameters_are_rejected() {
         let err = complete_err(login, &callback(&pairs)).await;
 
         assert!(
-            matches!(&err, Error::Callback(m) if m.contains(repeated)),
+            matches!(
+                err,
+                Error::Callback(CallbackError::RepeatedParameter(name)) if name == repeated
+            ),
             "{repeated}: {err:?}"
         );
     }
@@ -527,7 +574,7 @@ async fn callback_from_another_issuer_is_rejected() {
     ]);
     let err = complete_err(login, &forged).await;
     assert!(
-        matches!(&err, Error::Callback(m) if m.contains("issuer")),
+        matches!(err, Error::Callback(CallbackError::IssuerMismatch)),
         "{err:?}"
     );
     assert_eq!(token.calls_async().await, 0);

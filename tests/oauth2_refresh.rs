@@ -2,6 +2,7 @@
 //! describes it: each refresh token works once, a reused one invalidates the whole login,
 //! and a login lasts at most 180 days) through [`RefreshTokenSource`] / [`RefreshTokenAuth`] and a
 //! [`TokenStore`], against a real local HTTP server that rotates like Auth0.
+#![cfg(feature = "oauth2")]
 
 mod common;
 
@@ -15,7 +16,9 @@ use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::clock::ManualClock;
 use reqwest_partner_auth::error::{StoreError, StoreErrorKind};
-use reqwest_partner_auth::oauth2::{OAuthClient, RefreshTokenAuth, RefreshTokenSource};
+use reqwest_partner_auth::oauth2::{
+    OAuthClient, RedirectUrl, RefreshTokenAuth, RefreshTokenSource,
+};
 use reqwest_partner_auth::store::{DeadLogin, MemoryStore, StoreLock, StoredTokens, TokenStore};
 use reqwest_partner_auth::{async_trait, Clock, Error};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -329,10 +332,10 @@ fn middleware(
     server: &MockServer,
     store: Arc<dyn TokenStore>,
     clock: &ManualClock,
-) -> RefreshTokenAuth {
+) -> common::Builder<RefreshTokenSource> {
     let client = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
     let source = RefreshTokenSource::new(client, store, KEY).add_origin(&base(server));
-    common::on_clock(RefreshTokenAuth::from_source(source), clock)
+    common::on_clock(RefreshTokenAuth::builder(source), clock)
 }
 
 /// One API call; its status.
@@ -455,7 +458,7 @@ async fn refresh_ahead_rotates_in_the_background() {
     let _api = api(&server, &log, &[]).await;
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
-    let mw = middleware(&server, Arc::new(store.clone()), &clock);
+    let mw = middleware(&server, Arc::new(store.clone()), &clock).build();
     let cache = mw.cache().clone();
     let client = client(mw);
 
@@ -728,7 +731,7 @@ async fn a_dead_login_is_not_sent_and_a_new_login_clears_the_mark() {
     // A person logs in again.
     let oauth = OAuthClient::auth0(&server.base_url(), CLIENT_ID)
         .unwrap()
-        .redirect_uri(url::Url::parse("http://127.0.0.1:1/callback").unwrap());
+        .redirect_uri(RedirectUrl::parse("http://127.0.0.1:1/callback").unwrap());
     let pending = oauth.begin_login().unwrap();
     let state: String = pending
         .authorize_url()
@@ -1112,7 +1115,7 @@ async fn connection_failures_are_retried() {
     let oauth = OAuthClient::auth0(&base, CLIENT_ID).unwrap();
     let source = RefreshTokenSource::new(oauth, Arc::new(store), KEY)
         .add_origin(&url::Url::parse("http://127.0.0.1/").unwrap());
-    let mw = common::on_clock(RefreshTokenAuth::from_source(source), &clock);
+    let mw = common::on_clock(RefreshTokenAuth::builder(source), &clock).build();
     let cache = mw.cache().clone();
 
     let err = cache.token().await.unwrap_err();
@@ -1190,10 +1193,7 @@ async fn refresh_that_timed_out_is_not_retried() {
         .http_client(reqwest::Client::new())
         .timeout(Duration::from_millis(300));
     let source = RefreshTokenSource::new(oauth, Arc::new(store), KEY).add_origin(&base(&server));
-    let client = client(common::on_clock(
-        RefreshTokenAuth::from_source(source),
-        &clock,
-    ));
+    let client = client(common::on_clock(RefreshTokenAuth::builder(source), &clock));
 
     let err = fail(&server, &client).await;
     assert!(matches!(err, Error::Transport { .. }), "{err:?}");
@@ -1376,10 +1376,7 @@ async fn refresh_requests_carry_extra_parameters() {
         .param("audience", "https://api.pentaleap.example")
         .param("resource", "https://api.pentaleap.example/v2")
         .add_origin(&base(&server));
-    let client = client(common::on_clock(
-        RefreshTokenAuth::from_source(source),
-        &clock,
-    ));
+    let client = client(common::on_clock(RefreshTokenAuth::builder(source), &clock));
 
     assert_eq!(call(&server, &client).await, 200);
 
@@ -1450,7 +1447,8 @@ async fn a_refresh_abandoned_at_the_fetch_deadline_still_saves_the_rotated_token
         .await
         .unwrap();
     let mw = middleware(&server, Arc::new(store.clone()), &clock)
-        .fetch_deadline(Duration::from_millis(50));
+        .fetch_deadline(Duration::from_millis(50))
+        .build();
     let cache = mw.cache().clone();
 
     let err = cache.token().await.unwrap_err();

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use httpmock::MockServer;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use reqwest_partner_auth::oauth2::OAuthClient;
+use reqwest_partner_auth::oauth2::{AuthorizeUrl, OAuthClient, RedirectUrl, TokenUrl};
 use reqwest_partner_auth::store::{StoreLock, StoredTokens, TokenStore};
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
@@ -189,23 +189,29 @@ impl OidcServer {
     /// issuer is set, so every login also checks the callback's RFC 9207 `iss`, which
     /// oidc-provider sends (the issuer string has no trailing slash).
     pub(crate) fn pkce_client(&self) -> OAuthClient {
-        OAuthClient::new(self.authorize_url(), self.token_url(), "pkce-public")
+        OAuthClient::new(TokenUrl::new(self.token_url()), "pkce-public")
+            .authorize_url(AuthorizeUrl::new(self.authorize_url()))
             .issuer(self.issuer.as_str().trim_end_matches('/'))
             .audience(RESOURCE)
             .scopes(["offline_access", "read:campaigns"])
-            .redirect_uri(Url::parse("http://127.0.0.1:53682/callback").expect("static url"))
+            .redirect_uri(
+                RedirectUrl::parse("http://127.0.0.1:53682/callback").expect("static url"),
+            )
     }
 
     /// A confidential client of the code flow (`code-basic` registered for
     /// `client_secret_basic`, `code-post` for `client_secret_post`), with its secret, built
     /// with `OAuthClient::new` (so authenticating with HTTP Basic unless told otherwise).
     pub(crate) fn code_client(&self, id: &str) -> OAuthClient {
-        OAuthClient::new(self.authorize_url(), self.token_url(), id)
+        OAuthClient::new(TokenUrl::new(self.token_url()), id)
+            .authorize_url(AuthorizeUrl::new(self.authorize_url()))
             .client_secret(format!("{id}-secret"))
             .issuer(self.issuer.as_str().trim_end_matches('/'))
             .audience(RESOURCE)
             .scopes(["offline_access", "read:campaigns"])
-            .redirect_uri(Url::parse("http://127.0.0.1:53682/callback").expect("static url"))
+            .redirect_uri(
+                RedirectUrl::parse("http://127.0.0.1:53682/callback").expect("static url"),
+            )
     }
 }
 
@@ -435,7 +441,7 @@ pub(crate) async fn echo_api(server: &MockServer) {
         .await;
 }
 
-/// A [`TokenStore`] over another that counts saves. `RefreshToken` saves exactly once per
+/// A [`TokenStore`] over another that counts saves. `RefreshTokenSource` saves exactly once per
 /// refresh the server answered with tokens, so `saves()` counts refresh-token uses.
 #[derive(Clone)]
 pub(crate) struct CountingStore {
