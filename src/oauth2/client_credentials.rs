@@ -125,9 +125,11 @@ impl ClientCredentialsSource {
         self
     }
 
-    /// Allows a token endpoint on plain `http://` to a non-loopback host.
+    /// Allows plain `http://` to a host that is not loopback, for the token endpoint and for
+    /// the API requests a layer over this source authorizes alike: the one switch for both.
     ///
-    /// **Security warning:** the secret then travels readable by anyone on the path.
+    /// **Security warning:** the secret and the tokens then travel readable by anyone on the
+    /// path.
     pub fn allow_insecure_http(mut self) -> Self {
         self.client = self.client.allow_insecure_http();
         self

@@ -68,7 +68,8 @@ impl OAuthClient {
     /// Starts an authorization-code login with PKCE (S256) and a random `state`.
     ///
     /// # Errors
-    /// [`Error::Config`] when no redirect URI is set; [`Error::InsecureTransport`] when the
+    /// [`Error::Config`] when no authorize URL or no redirect URI is set
+    /// ([`ConfigError::Missing`]); [`Error::InsecureTransport`] when the
     /// authorize URL is plain `http://` to a non-loopback host.
     pub fn begin_login(&self) -> Result<PendingLogin, Error> {
         let redirect_uri =

@@ -63,7 +63,7 @@ impl DeadLogin {
 impl StoredTokens {
     /// The login of a refresh token obtained elsewhere (another library, a console, a
     /// migration), made at `authorized_at` (the start of the partner's session limit): a
-    /// store holding it is ready for [`RefreshToken`](crate::oauth2::RefreshTokenSource). Add the access
+    /// store holding it is ready for [`RefreshTokenSource`](crate::oauth2::RefreshTokenSource). Add the access
     /// token that came with it, if any, with [`with_access_token`](Self::with_access_token).
     ///
     /// ```
