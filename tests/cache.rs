@@ -214,7 +214,7 @@ async fn refresh_ahead_uses_current_token_while_one_background_refresh_runs() {
     let token = numbered_token_mock(&server, HOUR, Duration::from_millis(100)).await;
     let old = api_mock(&server, "tok-1", 200).await;
     let new = api_mock(&server, "tok-2", 200).await;
-    let mw = middleware(&server, &clock);
+    let mw = middleware(&server, &clock).build();
     let cache = mw.cache().clone();
     let client = client(mw);
 
@@ -246,7 +246,7 @@ async fn many_requests_in_refresh_ahead_window_start_one_refresh() {
     let token = numbered_token_mock(&server, HOUR, Duration::from_millis(200)).await;
     let old = api_mock(&server, "tok-1", 200).await;
     let new = api_mock(&server, "tok-2", 200).await;
-    let mw = middleware(&server, &clock);
+    let mw = middleware(&server, &clock).build();
     let cache = mw.cache().clone();
     let client = client(mw);
 
@@ -284,7 +284,7 @@ async fn refresh_ahead_storm_starts_exactly_one_refresh_per_window() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
-    let mw = middleware(&server, &clock);
+    let mw = middleware(&server, &clock).build();
     let cache = mw.cache().clone();
     assert_eq!(cache.token().await.unwrap().generation(), 1);
 
@@ -425,7 +425,7 @@ async fn fetch_completes_after_its_only_caller_is_dropped() {
         inner: TestSource::new(&server),
         finished: Arc::clone(&finished),
     };
-    let client = client(AuthMiddleware::from_source(source).clock(Arc::new(clock.clone())));
+    let client = client(AuthMiddleware::builder(source).clock(Arc::new(clock.clone())));
 
     let first = tokio::time::timeout(
         Duration::from_millis(50),
@@ -744,7 +744,7 @@ async fn jwt_expired_on_arrival_is_used_until_a_401_without_a_fetch_loop() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// `AuthMiddleware::from_cache`: two clients built over clones of one configured
+/// `AuthMiddleware::with_cache`: two clients built over clones of one configured
 /// `TokenCache` share its token: one fetch for both, and the cache's own settings (clock)
 /// apply.
 #[tokio::test]
@@ -753,9 +753,11 @@ async fn clients_over_one_cache_share_the_token() {
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, 3600, Duration::ZERO).await;
     let api = api_mock(&server, "tok-1", 200).await;
-    let cache = TokenCache::new(TestSource::new(&server)).clock(Arc::new(clock.clone()));
-    let first = client(AuthMiddleware::from_cache(cache.clone()));
-    let second = client(AuthMiddleware::from_cache(cache.clone()));
+    let cache = TokenCache::builder(TestSource::new(&server))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let first = client(AuthMiddleware::with_cache(cache.clone()));
+    let second = client(AuthMiddleware::with_cache(cache.clone()));
 
     get_ok(&first, &server).await;
     get_ok(&second, &server).await;
@@ -770,6 +772,55 @@ async fn clients_over_one_cache_share_the_token() {
     get_ok(&first, &server).await;
     assert_eq!(token.calls_async().await, 2);
     assert_eq!(new.calls_async().await, 2);
+}
+
+/// Every clone of a built `TokenCache` shares both its token and its policy: a clone made
+/// before the first fetch uses the token the original fetched, and once the clock moves into
+/// the cache's custom skew window (far outside the default one) the clone fetches exactly as
+/// the original would, on the cache's manual clock; the original then uses that new token.
+#[tokio::test]
+async fn clones_of_a_built_cache_share_the_token_and_the_policy() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let cache = TokenCache::builder(TestSource::new(&server))
+        .refresh_skew(secs(300))
+        .refresh_ahead(0.0)
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let clone = cache.clone();
+
+    let original = cache.token().await.unwrap();
+    assert_eq!(original.header_value(), "Bearer tok-1");
+    let shared = clone.token().await.unwrap();
+    assert_eq!(
+        shared.header_value(),
+        "Bearer tok-1",
+        "the clone sees the token"
+    );
+    assert_eq!(token.calls_async().await, 1);
+
+    // One second before the custom skew point: the token is still used.
+    clock.advance(secs(HOUR - 300 - 1));
+    assert_eq!(clone.token().await.unwrap().generation(), 1);
+    assert_eq!(token.calls_async().await, 1);
+
+    // 300 s before expiry: inside the custom skew, outside the default skew and refresh-ahead
+    // windows. The clone waits for a new token, as the original would.
+    clock.advance(secs(1));
+    let renewed = clone.token().await.unwrap();
+    assert_eq!(renewed.header_value(), "Bearer tok-2");
+    assert_eq!(renewed.generation(), 2);
+    assert_eq!(
+        token.calls_async().await,
+        2,
+        "the clone applied the custom skew"
+    );
+
+    // The original holds the clone's new token: no fetch of its own.
+    assert_eq!(cache.generation(), Some(2));
+    assert_eq!(cache.token().await.unwrap().header_value(), "Bearer tok-2");
+    assert_eq!(token.calls_async().await, 2);
 }
 
 /// A custom `TokenSource` that panics fails that fetch with `Error::SourcePanicked`, and the

@@ -47,9 +47,10 @@ fn numbered_tokens(server: &MockServer, expires_in: u64) -> Mock<'_> {
 }
 
 fn cache_on(server: &MockServer, clock: &ManualClock) -> TokenCache<TestSource> {
-    TokenCache::new(TestSource::new(server))
+    TokenCache::builder(TestSource::new(server))
         .retry_policy(retries())
         .clock(Arc::new(clock.clone()))
+        .build()
 }
 
 /// A first fetch spawned on a runtime that is dropped before the fetch ever runs (a runtime
@@ -159,7 +160,7 @@ async fn within<T>(limit: Duration, fut: impl Future<Output = T>) -> T {
 #[tokio::test(start_paused = true)]
 async fn a_fetch_that_never_returns_times_out_and_the_next_caller_starts_afresh() {
     let (source, calls) = Scripted::new(&[1], secs(3600));
-    let cache = TokenCache::new(source).fetch_deadline(secs(5));
+    let cache = TokenCache::builder(source).fetch_deadline(secs(5)).build();
 
     let started = tokio::time::Instant::now();
     let err = within(secs(60), cache.token()).await.unwrap_err();
@@ -194,9 +195,10 @@ async fn every_fetch_has_a_deadline_by_default() {
 async fn a_hung_refresh_serves_the_still_valid_token() {
     let (source, calls) = Scripted::new(&[2], secs(100));
     let clock = ManualClock::new();
-    let cache = TokenCache::new(source)
+    let cache = TokenCache::builder(source)
         .fetch_deadline(secs(5))
-        .clock(Arc::new(clock.clone()));
+        .clock(Arc::new(clock.clone()))
+        .build();
 
     assert_eq!(cache.token().await.unwrap().header_value(), "Bearer tok-1");
     clock.advance(secs(80)); // past the skew point, before expiry: callers wait
@@ -287,12 +289,13 @@ async fn a_reissued_token_is_not_fetched_again_before_it_expires() {
     let started = Arc::new(AtomicUsize::new(0));
     let source = Counting {
         inner: TestSource::new(&server)
-            .map(|s| s.response(reqwest_partner_auth::ResponseShape::PlainText)),
+            .map(|s| s.response(reqwest_partner_auth::engine::ResponseShape::PlainText)),
         started: Arc::clone(&started),
     };
-    let cache = TokenCache::new(source)
+    let cache = TokenCache::builder(source)
         .retry_policy(retries())
-        .clock(Arc::new(clock.clone()));
+        .clock(Arc::new(clock.clone()))
+        .build();
 
     let expected = format!("Bearer {jwt}");
     for step in 0..120 {
@@ -327,7 +330,9 @@ async fn steady_state_fetches(
 ) -> (usize, usize) {
     let (source, calls) = Scripted::new(&[], lifetime);
     let clock = ManualClock::new();
-    let cache = TokenCache::new(source).clock(Arc::new(clock.clone()));
+    let cache = TokenCache::builder(source)
+        .clock(Arc::new(clock.clone()))
+        .build();
     cache.token().await.unwrap();
     let mut waited = 0;
     let mut elapsed = Duration::ZERO;

@@ -38,7 +38,7 @@ use reqwest_partner_auth::engine::{HttpTokenSource, Param, DEFAULT_MAX_BODY};
 use reqwest_partner_auth::error::Malformed;
 use reqwest_partner_auth::{AuthMiddleware, Error, TokenCache};
 
-use common::{client_with, crate_error, on_clock, retries, token_body, SECRET};
+use common::{client_with, crate_error, on_clock, retries, token_body, Builder, IntoLayer, SECRET};
 use server::{chunked_head, head, response, Answer, RawServer, Request};
 
 /// The hard limit on every test body (real time).
@@ -83,12 +83,12 @@ fn source(server: &RawServer) -> HttpTokenSource {
 }
 
 /// The middleware on `clock` with fast retries (three attempts, backoff on the manual clock).
-fn middleware(server: &RawServer, clock: &ManualClock) -> AuthMiddleware<HttpTokenSource> {
-    on_clock(AuthMiddleware::from_source(source(server)), clock)
+fn middleware(server: &RawServer, clock: &ManualClock) -> Builder<HttpTokenSource> {
+    on_clock(AuthMiddleware::builder(source(server)), clock)
 }
 
 /// A client with `mw` over the short-timeout client.
-fn client(mw: AuthMiddleware<HttpTokenSource>) -> ClientWithMiddleware {
+fn client(mw: impl IntoLayer) -> ClientWithMiddleware {
     client_with(short_timeout_client(), mw)
 }
 

@@ -11,6 +11,14 @@
 //!   back, in any encoding, never reaches the error.
 //!
 //! Case counts are set explicitly and kept small so the suite stays fast in debug builds.
+#![cfg(all(
+    feature = "targeter",
+    feature = "adgem",
+    feature = "setu",
+    feature = "channel-manager",
+    feature = "oauth2",
+    feature = "file-store"
+))]
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -25,7 +33,7 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use reqwest_partner_auth::error::StoreErrorKind;
-use reqwest_partner_auth::oauth2::ClientCredentialsSource;
+use reqwest_partner_auth::oauth2::{ClientCredentialsSource, TokenUrl};
 use reqwest_partner_auth::store::{DeadLogin, FileStore, StoredTokens, TokenStore};
 use reqwest_partner_auth::token::jwt_expiry;
 use reqwest_partner_auth::{
@@ -148,7 +156,7 @@ proptest! {
         prop_assert_eq!(jwt_expiry(&token), Some(UNIX_EPOCH + Duration::from_secs(n)));
         // And a token built from it carries that expiry.
         let t = Token::bearer(&token).expect("a jwt is a legal token");
-        prop_assert_eq!(t.expiry(), reqwest_partner_auth::Expiry::At(UNIX_EPOCH + Duration::from_secs(n)));
+        prop_assert_eq!(t.expiry(), reqwest_partner_auth::token::Expiry::At(UNIX_EPOCH + Duration::from_secs(n)));
     }
 
     /// `Token::bearer` takes any string without panicking: either a typed malformed-token
@@ -490,7 +498,7 @@ async fn fetch(partner: Partner, base: &Url, id: &str, secret: &str) -> Result<T
         }
         Partner::OAuth2 => {
             let url = base.join("/oauth/token").expect("a url");
-            ClientCredentialsSource::new(url, id, secret)
+            ClientCredentialsSource::new(TokenUrl::new(url), id, secret)
                 .fetch(&cx)
                 .await
         }

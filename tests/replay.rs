@@ -153,7 +153,7 @@ async fn concurrent_401s_for_one_token_cause_one_refresh() {
     .await;
     let replayed = api_mock(&server, Method::GET, "tok-2", 200, Duration::ZERO).await;
     let others = unexpected_api_calls(&server).await;
-    let mw = middleware(&server, &clock);
+    let mw = middleware(&server, &clock).build();
     let cache = mw.cache().clone();
     let client = client(mw);
     cache
@@ -432,7 +432,7 @@ async fn token_cache_reject_reports_the_cooldown() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
-    let cache = middleware(&server, &clock).cache().clone();
+    let cache = middleware(&server, &clock).build().cache().clone();
 
     let first = cache.token().await.unwrap();
     let second = cache
@@ -640,7 +640,7 @@ async fn invalidate_drops_only_the_named_generation() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
-    let cache = middleware(&server, &clock).cache().clone();
+    let cache = middleware(&server, &clock).build().cache().clone();
 
     let first = cache.token().await.unwrap();
     let second = cache

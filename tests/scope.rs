@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{
-    base, client_with, middleware, resolving_http_client, token_body, TestSource, SECRET,
+    base, client_with, middleware, on_clock, resolving_http_client, token_body, TestSource, SECRET,
     TOKEN_PATH,
 };
 use httpmock::MockServer;
@@ -105,9 +107,10 @@ async fn existing_authorization_header_is_left_alone() {
     assert_eq!(token.calls_async().await, 0);
 }
 
-/// A middleware scoped to a plain-http, non-loopback origin refuses
-/// the request with `Error::InsecureTransport` before anything is sent: no token fetch and
-/// no API call (DNS maps the name to a local mock, so a leak would be seen).
+/// A middleware scoped to a plain-http, non-loopback origin, over a source that does not opt
+/// in to plain http, refuses the request with `Error::InsecureTransport` before anything is
+/// sent: no token fetch and no API call (DNS maps the name to a local mock, so a leak would be
+/// seen).
 #[tokio::test]
 async fn plain_http_to_remote_host_is_refused() {
     let auth = MockServer::start_async().await;
@@ -159,8 +162,9 @@ async fn plain_http_refusal_names_only_the_origin() {
     assert_eq!(token.calls_async().await, 0);
 }
 
-/// With `.allow_insecure_http()` the check is off: the token is
-/// fetched and the request reaches the plain-http, non-loopback origin with it.
+/// With the source's `.allow_insecure_http()` the check is off for the layer too: the token
+/// is fetched and the request reaches the plain-http, non-loopback origin added on the layer
+/// with it.
 #[tokio::test]
 async fn allow_insecure_http_opts_in() {
     let auth = MockServer::start_async().await;
@@ -171,9 +175,11 @@ async fn allow_insecure_http_opts_in() {
     let remote = remote_url(&api_server, "/v1/thing");
     let client = client_with(
         resolving_http_client(REMOTE_HOST, &api_server),
-        middleware(&auth, &clock)
-            .add_origin(&remote)
-            .allow_insecure_http(),
+        on_clock(
+            AuthMiddleware::builder(loopback_token_source(&auth).allow_insecure_http()),
+            &clock,
+        )
+        .add_origin(&remote),
     );
 
     let res = client.get(remote).send().await.unwrap();
@@ -182,6 +188,15 @@ async fn allow_insecure_http_opts_in() {
     assert_eq!(res.text().await.unwrap(), "Bearer scoped-token");
     assert_eq!(token.calls_async().await, 1);
     assert_eq!(api.calls_async().await, 1);
+}
+
+/// A source whose token URL is the plain-http loopback `server` (allowed without an opt-in),
+/// its API origin `server` too.
+fn loopback_token_source(server: &MockServer) -> HttpTokenSource {
+    HttpTokenSource::post(base(server).join(TOKEN_PATH).unwrap())
+        .param("client_id", Param::text("test-client"))
+        .param("client_secret", Param::secret(SECRET))
+        .add_origin(&base(server))
 }
 
 /// A source whose token URL is plain http on a non-loopback name that DNS maps to `server`.
@@ -202,8 +217,7 @@ async fn token_source_refuses_plain_http_to_remote_host() {
     let token = token_mock(&server, "remote-token").await;
     let api = echo_mock(&server, "/v1/thing").await;
     let client = common::client(
-        AuthMiddleware::from_source(remote_token_source(&server))
-            .clock(std::sync::Arc::new(clock.clone())),
+        AuthMiddleware::builder(remote_token_source(&server)).clock(Arc::new(clock.clone())),
     );
 
     let err = client
@@ -236,8 +250,8 @@ async fn token_source_allow_insecure_http_opts_in() {
     let token = token_mock(&server, "remote-token").await;
     let api = echo_mock(&server, "/v1/thing").await;
     let client = common::client(
-        AuthMiddleware::from_source(remote_token_source(&server).allow_insecure_http())
-            .clock(std::sync::Arc::new(clock.clone())),
+        AuthMiddleware::builder(remote_token_source(&server).allow_insecure_http())
+            .clock(Arc::new(clock.clone())),
     );
 
     let res = client.get(server.url("/v1/thing")).send().await.unwrap();
@@ -258,8 +272,7 @@ async fn plain_http_to_loopback_is_allowed() {
     assert!(server.base_url().starts_with("http://127.0.0.1:"));
     let client = client_with(
         reqwest::Client::new(),
-        AuthMiddleware::from_source(TestSource::new(&server))
-            .clock(std::sync::Arc::new(clock.clone())),
+        AuthMiddleware::builder(TestSource::new(&server)).clock(Arc::new(clock.clone())),
     );
 
     let res = client.get(server.url("/v1/thing")).send().await.unwrap();
@@ -267,4 +280,62 @@ async fn plain_http_to_loopback_is_allowed() {
     assert_eq!(res.text().await.unwrap(), "Bearer local-token");
     assert_eq!(token.calls_async().await, 1);
     assert_eq!(api.calls_async().await, 1);
+}
+
+/// The source's one `.allow_insecure_http()` switch covers both halves of a plain-http,
+/// non-loopback partner: the token is fetched from its token endpoint and the API request to
+/// its origin carries it (DNS maps the name to the local mock).
+#[tokio::test]
+async fn one_source_switch_allows_plain_http_to_the_token_endpoint_and_the_api() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_mock(&server, "remote-token").await;
+    let api = echo_mock(&server, "/v1/thing").await;
+    let remote = remote_url(&server, "/v1/thing");
+    let source = remote_token_source(&server)
+        .add_origin(&remote)
+        .allow_insecure_http();
+    let client = client_with(
+        resolving_http_client(REMOTE_HOST, &server),
+        on_clock(AuthMiddleware::builder(source), &clock),
+    );
+
+    let res = client.get(remote).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "Bearer remote-token");
+    assert_eq!(token.calls_async().await, 1, "the token endpoint was used");
+    assert_eq!(api.calls_async().await, 1, "the api request was sent");
+}
+
+/// Without the source's switch, an API request to a plain-http, non-loopback origin the source
+/// itself names fails with `Error::InsecureTransport` naming that origin, before anything is
+/// sent: no token fetch (the loopback token endpoint would have been allowed) and no API call.
+#[tokio::test]
+async fn without_the_source_switch_plain_http_api_requests_are_refused() {
+    let auth = MockServer::start_async().await;
+    let api_server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = token_mock(&auth, "scoped-token").await;
+    let api = echo_mock(&api_server, "/v1/thing").await;
+    let remote = remote_url(&api_server, "/v1/thing");
+    let source = loopback_token_source(&auth).add_origin(&remote);
+    let client = client_with(
+        resolving_http_client(REMOTE_HOST, &api_server),
+        on_clock(AuthMiddleware::builder(source), &clock),
+    );
+
+    let err = client.get(remote).send().await.unwrap_err();
+
+    match Error::from_middleware(&err) {
+        Some(Error::InsecureTransport { origin }) => {
+            assert_eq!(
+                origin,
+                &format!("http://{REMOTE_HOST}:{}", api_server.port())
+            );
+        }
+        other => panic!("expected InsecureTransport, got {other:?} ({err})"),
+    }
+    assert_eq!(token.calls_async().await, 0, "no token was fetched");
+    assert_eq!(api.calls_async().await, 0, "nothing reached the api");
 }

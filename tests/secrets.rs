@@ -6,7 +6,7 @@ mod common;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use common::{fixed_token_mock, middleware, TestSource, SECRET, TOKEN_PATH};
+use common::{fixed_token_mock, middleware, Builder, IntoLayer, TestSource, SECRET, TOKEN_PATH};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_partner_auth::cache::RetryPolicy;
 use reqwest_partner_auth::clock::ManualClock;
@@ -54,18 +54,18 @@ fn oauth_body(token: &str) -> String {
 }
 
 /// Sends one API request through `mw` and returns the crate error it failed with.
-async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -> Error {
+async fn fail_with(server: &MockServer, mw: impl IntoLayer) -> Error {
     let err = common::send_err(common::client(mw).get(server.url(API_PATH))).await;
     assert_clean("reqwest_middleware::Error", &format!("{err:?} {err}"));
     common::crate_error(&err)
 }
 
 /// A token endpoint answering `status`/`body` once; returns the error of one request.
-async fn error_from<S: TokenSource>(
+async fn error_from<L: IntoLayer>(
     status: u16,
     content_type: &str,
     body: &str,
-    mw: impl FnOnce(&MockServer, &ManualClock) -> AuthMiddleware<S>,
+    mw: impl FnOnce(&MockServer, &ManualClock) -> L,
 ) -> Error {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
@@ -75,11 +75,11 @@ async fn error_from<S: TokenSource>(
     err
 }
 
-fn no_retry(server: &MockServer, clock: &ManualClock) -> AuthMiddleware<TestSource> {
+fn no_retry(server: &MockServer, clock: &ManualClock) -> Builder<TestSource> {
     middleware(server, clock).retry_policy(RetryPolicy::none())
 }
 
-/// the token sources, `Param::secret` and a `Token` with a refresh
+/// The token sources, `Param::secret` and a `Token` with a refresh
 /// token redact their secrets in `Debug`.
 #[tokio::test]
 async fn sources_params_and_tokens_redact_in_debug() {
@@ -112,14 +112,14 @@ async fn sources_params_and_tokens_redact_in_debug() {
     assert_clean("Token header", &format!("{:?}", token.header_value()));
 }
 
-/// after a real fetch (a token with a refresh token), neither the
+/// After a real fetch (a token with a refresh token), neither the
 /// middleware, its cache, the lease nor a token fetched directly shows a secret in `Debug`.
 #[tokio::test]
 async fn middleware_cache_and_lease_redact_in_debug() {
     let server = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = fixed_token_mock(&server, 200, "application/json", oauth_body(ACCESS_TOKEN)).await;
-    let mw = middleware(&server, &clock);
+    let mw = middleware(&server, &clock).build();
 
     let lease = mw.cache().token().await.unwrap();
     assert_eq!(
@@ -140,7 +140,7 @@ async fn middleware_cache_and_lease_redact_in_debug() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// a credential error whose body echoes the secret is scrubbed, in
+/// A credential error whose body echoes the secret is scrubbed, in
 /// the message and in the error code.
 #[tokio::test]
 async fn invalid_credentials_echoing_the_secret_are_scrubbed() {
@@ -161,7 +161,7 @@ async fn invalid_credentials_echoing_the_secret_are_scrubbed() {
     assert_error_clean("InvalidCredentials (code)", &err);
 }
 
-/// a 5xx whose plain-text body echoes the secret (in a query string, not a sentence) gives
+/// A 5xx whose plain-text body echoes the secret (in a query string, not a sentence) gives
 /// a `TokenEndpoint` error that describes the body instead of quoting it (after retries).
 #[tokio::test]
 async fn token_endpoint_error_echoing_the_secret_is_described_not_quoted() {
@@ -182,7 +182,7 @@ async fn token_endpoint_error_echoing_the_secret_is_described_not_quoted() {
     assert_error_clean("TokenEndpoint", &err);
 }
 
-/// an RFC 6749 error whose code and description echo the secret
+/// An RFC 6749 error whose code and description echo the secret
 /// gives a scrubbed `Error::OAuth`.
 #[tokio::test]
 async fn oauth_error_echoing_the_secret_is_scrubbed() {
@@ -190,7 +190,7 @@ async fn oauth_error_echoing_the_secret_is_scrubbed() {
         r#"{{"error":"{SECRET}","error_description":"client_secret {SECRET} is not allowed this scope"}}"#
     );
     let err = error_from(400, "application/json", &body, |server, clock| {
-        AuthMiddleware::from_source(TestSource::new(server).map(|s| s.errors(ErrorShape::oauth2())))
+        AuthMiddleware::builder(TestSource::new(server).map(|s| s.errors(ErrorShape::oauth2())))
             .clock(Arc::new(clock.clone()))
             .retry_policy(RetryPolicy::none())
     })
@@ -199,7 +199,7 @@ async fn oauth_error_echoing_the_secret_is_scrubbed() {
     assert_error_clean("OAuth", &err);
 }
 
-/// a dead refresh token echoed back in the error is scrubbed from
+/// A dead refresh token echoed back in the error is scrubbed from
 /// `Error::ReauthorizationRequired`.
 #[tokio::test]
 async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
@@ -207,7 +207,7 @@ async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
         r#"{{"error":"invalid_grant","error_description":"refresh token {REFRESH_TOKEN} was already used"}}"#
     );
     let err = error_from(400, "application/json", &body, |server, clock| {
-        AuthMiddleware::from_source(TestSource::new(server).map(|s| {
+        AuthMiddleware::builder(TestSource::new(server).map(|s| {
             s.param("refresh_token", Param::secret(REFRESH_TOKEN))
                 .errors(ErrorShape::default().reauthorize_codes(&["invalid_grant"]))
         }))
@@ -224,7 +224,7 @@ async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
     assert_error_clean("ReauthorizationRequired", &err);
 }
 
-/// malformed success bodies that hold a token never put the token in
+/// Malformed success bodies that hold a token never put the token in
 /// the error (invalid JSON, illegal header bytes, a bad token type or lifetime).
 #[tokio::test]
 async fn malformed_responses_do_not_echo_the_token() {
@@ -246,7 +246,7 @@ async fn malformed_responses_do_not_echo_the_token() {
     }
 }
 
-/// a transport error of a token request whose secrets travel in the
+/// A transport error of a token request whose secrets travel in the
 /// query string (`Encoding::Query`) does not carry the URL, hence not the secret.
 #[tokio::test]
 async fn transport_error_drops_the_url_with_query_secrets() {
@@ -259,7 +259,7 @@ async fn transport_error_drops_the_url_with_query_secrets() {
             .param("client_id", Param::text("test-client"))
             .param("client_secret", Param::secret(SECRET))
             .add_origin(&common::base(&api));
-    let mw = AuthMiddleware::from_source(source)
+    let mw = AuthMiddleware::builder(source)
         .clock(Arc::new(clock.clone()))
         .retry_policy(RetryPolicy::none());
 
@@ -269,7 +269,7 @@ async fn transport_error_drops_the_url_with_query_secrets() {
     assert_error_clean("Transport", &err);
 }
 
-/// refusing plain http names the origin only, not the secrets in the
+/// Refusing plain http names the origin only, not the secrets in the
 /// token URL's query.
 #[tokio::test]
 async fn insecure_transport_error_names_the_origin_only() {
@@ -320,7 +320,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     }
 }
 
-/// the TRACE-level log of a full flow (fetch, 401 and replay, a
+/// The TRACE-level log of a full flow (fetch, 401 and replay, a
 /// refresh that fails once and is retried, then a credential rejection echoing the secret)
 /// holds the crate's events and none of the secrets.
 #[tokio::test(flavor = "current_thread")]
@@ -380,7 +380,7 @@ async fn trace_log_of_a_full_flow_holds_no_secret() {
             });
         })
         .await;
-    let mw = middleware(&server, &clock);
+    let mw = middleware(&server, &clock).build();
     let cache = mw.cache().clone();
     let client = common::client(mw);
 
@@ -483,13 +483,13 @@ fn odd_middleware(
     server: &MockServer,
     clock: &ManualClock,
     secret: &str,
-) -> AuthMiddleware<HttpTokenSource> {
+) -> Builder<HttpTokenSource> {
     let source = HttpTokenSource::post(Url::parse(&server.url(TOKEN_PATH)).unwrap())
         .param("client_id", Param::text(ODD_CLIENT))
         .param("client_secret", Param::secret(secret))
         .basic_auth(ODD_CLIENT, SecretString::from(secret.to_owned()))
         .add_origin(&common::base(server));
-    AuthMiddleware::from_source(source)
+    AuthMiddleware::builder(source)
         .clock(Arc::new(clock.clone()))
         .retry_policy(RetryPolicy::none())
 }

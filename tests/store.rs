@@ -1,13 +1,18 @@
 //! `TokenStore`s: what a save leaves on disk, what a load makes of a damaged file, and the
 //! lock between tasks and between processes.
+//!
+//! The `FileStore` tests need the `file-store` feature; the `MemoryStore` ones run without it.
 
+#[cfg(feature = "file-store")]
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest_partner_auth::error::{StoreError, StoreErrorKind};
-use reqwest_partner_auth::store::{DeadLogin, FileStore, MemoryStore, StoredTokens, TokenStore};
+#[cfg(feature = "file-store")]
+use reqwest_partner_auth::store::FileStore;
+use reqwest_partner_auth::store::{DeadLogin, MemoryStore, StoredTokens, TokenStore};
 use reqwest_partner_auth::Error;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, Notify};
@@ -78,6 +83,7 @@ fn store_message_of(kind: StoreErrorKind, result: Result<impl std::fmt::Debug, E
     err.to_string()
 }
 
+#[cfg(feature = "file-store")]
 fn store_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
     dir.path().join("tokens.json")
 }
@@ -104,12 +110,14 @@ async fn memory_store_round_trips_every_field() {
     round_trip(MemoryStore::new()).await;
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn file_store_round_trips_every_field_and_keeps_other_keys() {
     let dir = tempfile::tempdir().unwrap();
     round_trip(FileStore::new(store_path(&dir))).await;
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn file_store_after_a_restart_reads_what_was_saved() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,6 +129,7 @@ async fn file_store_after_a_restart_reads_what_was_saved() {
     assert_eq!(restarted.path(), store_path(&dir));
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn file_store_keeps_whole_seconds() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,6 +140,7 @@ async fn file_store_keeps_whole_seconds() {
     assert_eq!(loaded.access_expires_at, Some(at(10)));
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn missing_file_is_an_empty_store_and_the_file_holds_the_documented_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -150,13 +160,13 @@ async fn missing_file_is_an_empty_store_and_the_file_holds_the_documented_json()
 
 // ---- what a save leaves on disk -------------------------------------------------------
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn token_file_and_lock_file_are_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
@@ -173,7 +183,7 @@ async fn token_file_and_lock_file_are_mode_0600() {
     assert_eq!(mode(&path), 0o600);
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn lock_file_is_mode_0600_when_lock_creates_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -182,6 +192,7 @@ async fn lock_file_is_mode_0600_when_lock_creates_it() {
     drop(guard);
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn save_replaces_the_file_atomically_by_rename() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,6 +229,7 @@ async fn save_replaces_the_file_atomically_by_rename() {
     );
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn torn_temp_file_from_a_crash_leaves_the_old_state_and_the_next_save_works() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,6 +250,7 @@ async fn torn_temp_file_from_a_crash_leaves_the_old_state_and_the_next_save_work
 
 // ---- damaged or unreadable files ------------------------------------------------------
 
+#[cfg(feature = "file-store")]
 async fn load_error_for(content: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = store_path(&dir);
@@ -254,6 +267,7 @@ async fn load_error_for(content: &[u8]) -> String {
     message
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn truncated_file_is_corrupt_without_quoting_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,17 +284,20 @@ async fn truncated_file_is_corrupt_without_quoting_it() {
     assert!(!message.contains(&SECRET_REFRESH[..SECRET_REFRESH.len() / 2]));
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn garbage_bytes_are_corrupt() {
     let message = load_error_for(b"\x00\xffSENTINEL garbage \x9f").await;
     assert!(message.contains("not valid json"), "{message}");
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn empty_file_is_corrupt() {
     assert!(load_error_for(b"").await.contains("empty file"));
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn other_version_is_corrupt_and_not_overwritten() {
     let message = load_error_for(br#"{"version":2,"entries":{}}"#).await;
@@ -290,6 +307,7 @@ async fn other_version_is_corrupt_and_not_overwritten() {
         .contains("missing version"));
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn field_of_the_wrong_type_is_corrupt_without_quoting_the_value() {
     let content = br#"{"version":1,"entries":{"k":{"access_token":"x",
@@ -299,6 +317,7 @@ async fn field_of_the_wrong_type_is_corrupt_without_quoting_the_value() {
 
 /// A file whose one entry (key `k`) is [`full_tokens`] with `field` set to the JSON text
 /// `value`, spelled exactly as given (`9223372036854775808` stays that number).
+#[cfg(feature = "file-store")]
 fn entry_with(field: &str, value: &str) -> Vec<u8> {
     let mut fields = vec![
         ("access_token", format!("{SECRET_ACCESS:?}")),
@@ -320,6 +339,7 @@ fn entry_with(field: &str, value: &str) -> Vec<u8> {
 
 /// Times that fit the file's `u64` but no `SystemTime` (2^63 seconds and more) are a
 /// corrupt file naming the field, never a panic and never the value.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn time_too_large_for_system_time_is_corrupt_not_a_panic() {
     for field in ["authorized_at", "access_expires_at"] {
@@ -333,6 +353,7 @@ async fn time_too_large_for_system_time_is_corrupt_not_a_panic() {
 }
 
 /// The same for the time of a dead-login mark.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn dead_mark_time_too_large_for_system_time_is_corrupt() {
     let content = entry_with("dead", r#"{"at": 9223372036854775808, "reason": "reused"}"#);
@@ -343,6 +364,7 @@ async fn dead_mark_time_too_large_for_system_time_is_corrupt() {
 
 /// A file written before dead-login marks existed (no `dead` field) still loads, as a live
 /// login.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn file_without_dead_field_loads_as_a_live_login() {
     let dir = tempfile::tempdir().unwrap();
@@ -355,6 +377,7 @@ async fn file_without_dead_field_loads_as_a_live_login() {
 
 /// A dead-login mark (when, why) is saved and read back after a restart, next to the tokens
 /// kept for a person to look at; a live login writes no `dead` field.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn dead_login_mark_round_trips_through_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -400,6 +423,7 @@ async fn memory_store_keeps_the_dead_login_mark() {
     );
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn path_that_is_a_directory_is_a_store_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,6 +439,7 @@ async fn path_that_is_a_directory_is_a_store_error() {
     store_message_of(StoreErrorKind::Io, store.save("k", &full_tokens()).await);
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn missing_directory_is_a_store_error_on_save() {
     let dir = tempfile::tempdir().unwrap();
@@ -428,7 +453,7 @@ async fn missing_directory_is_a_store_error_on_save() {
     );
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn unreadable_file_is_a_store_error() {
     use std::os::unix::fs::PermissionsExt;
@@ -453,7 +478,7 @@ async fn unreadable_file_is_a_store_error() {
 
 /// A token file that is a symbolic link is refused (`Insecure`), for loads and saves, and
 /// the file it points to is neither read into the store nor changed.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn symlinked_token_file_is_refused_and_its_target_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -481,7 +506,7 @@ async fn symlinked_token_file_is_refused_and_its_target_untouched() {
 
 /// A lock file that is a symbolic link is refused by `lock` and by `save` (which takes the
 /// lock): an existing target keeps its content, a dangling one is not created.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn symlinked_lock_file_is_refused_and_its_target_untouched() {
     let dir = tempfile::tempdir().unwrap();
@@ -512,7 +537,7 @@ async fn symlinked_lock_file_is_refused_and_its_target_untouched() {
 }
 
 /// Changes the owner of `path` to another uid; `false` when this process may not.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 fn give_away(path: &Path) -> bool {
     match std::os::unix::fs::chown(path, Some(54_321), Some(54_321)) {
         Ok(()) => true,
@@ -524,7 +549,7 @@ fn give_away(path: &Path) -> bool {
 }
 
 /// A token file owned by another user is refused (`Insecure`) and left as it is.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn token_file_owned_by_another_user_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -545,7 +570,7 @@ async fn token_file_owned_by_another_user_is_refused() {
 }
 
 /// A lock file owned by another user is refused by `lock` and `save`.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "file-store"))]
 #[tokio::test]
 async fn lock_file_owned_by_another_user_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -565,6 +590,7 @@ async fn lock_file_owned_by_another_user_is_refused() {
     assert!(!path.exists(), "nothing was saved");
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn debug_output_never_shows_a_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -618,6 +644,7 @@ async fn lock_serialises_tasks_memory_store() {
     assert_second_lock_waits_for_the_guard(store.clone(), store).await;
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn lock_serialises_tasks_file_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -625,6 +652,7 @@ async fn lock_serialises_tasks_file_store() {
     assert_second_lock_waits_for_the_guard(store.clone(), store).await;
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn lock_serialises_tasks_of_two_file_stores_on_one_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -633,6 +661,7 @@ async fn lock_serialises_tasks_of_two_file_stores_on_one_path() {
     assert_second_lock_waits_for_the_guard(first, second).await;
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn file_store_locks_other_keys_independently_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -687,6 +716,7 @@ async fn lock_under_contention_loses_no_update_memory_store() {
     contended_counter(MemoryStore::new()).await;
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lock_under_contention_loses_no_update_file_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -701,6 +731,7 @@ const SHORT_LOCK_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Holds the OS lock of `path`'s store as another process would: a raw `flock` on
 /// `<path>.lock` through a descriptor of its own.
+#[cfg(feature = "file-store")]
 fn hold_os_lock(path: &Path) -> std::fs::File {
     let mut lock = path.as_os_str().to_owned();
     lock.push(".lock");
@@ -727,6 +758,7 @@ fn assert_lock_timeout(result: Result<impl std::fmt::Debug, Error>, started: Ins
 
 /// Another process holding the file's lock forever (frozen) makes `lock` fail with
 /// `LockTimeout` after the configured timeout, not hang; once it lets go, `lock` succeeds.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn lock_held_by_another_process_times_out_then_succeeds_once_released() {
     let dir = tempfile::tempdir().unwrap();
@@ -745,6 +777,7 @@ async fn lock_held_by_another_process_times_out_then_succeeds_once_released() {
 
 /// A save outside `lock` takes the OS lock for its read-modify-write, bounded the same way;
 /// nothing is written while the other process holds the lock.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn save_while_another_process_holds_the_lock_times_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -766,6 +799,7 @@ async fn save_while_another_process_holds_the_lock_times_out() {
 
 /// A task of this process holding the key's lock bounds the wait of another task the same
 /// way (FileStore's per-key lock).
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn file_store_lock_held_by_another_task_times_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -792,14 +826,20 @@ async fn memory_store_lock_held_by_another_task_times_out() {
 
 // ---- the lock between processes -------------------------------------------------------
 
+#[cfg(feature = "file-store")]
 const CHILD_MODE: &str = "RPA_STORE_TEST_CHILD_MODE";
+#[cfg(feature = "file-store")]
 const CHILD_PATH: &str = "RPA_STORE_TEST_CHILD_PATH";
+#[cfg(feature = "file-store")]
 const CHILD_ID: &str = "RPA_STORE_TEST_CHILD_ID";
+#[cfg(feature = "file-store")]
 const CHILD_ROUNDS: u64 = 20;
+#[cfg(feature = "file-store")]
 const CHILD_DONE: &str = "store-child-done";
 
 /// Runs two copies of this test executable as [`cross_process_child`] on one file and
 /// returns the counter they leave.
+#[cfg(feature = "file-store")]
 async fn run_two_children(mode: &str) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let path = store_path(&dir);
@@ -835,6 +875,7 @@ async fn run_two_children(mode: &str) -> u64 {
     counter_of(store.load("counter").await.unwrap())
 }
 
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn lock_serialises_two_processes() {
     let counter = timeout(HANG_GUARD * 2, run_two_children("locked"))
@@ -844,6 +885,7 @@ async fn lock_serialises_two_processes() {
 }
 
 /// The same work without the lock loses updates: the test above is not passing by luck.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn without_the_lock_two_processes_lose_updates() {
     let counter = timeout(HANG_GUARD * 2, run_two_children("unlocked"))
@@ -853,6 +895,7 @@ async fn without_the_lock_two_processes_lose_updates() {
 }
 
 /// The body of the child processes; does nothing in a normal test run.
+#[cfg(feature = "file-store")]
 #[tokio::test]
 async fn cross_process_child() {
     let (Ok(mode), Ok(path), Ok(id)) = (

@@ -7,13 +7,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{fixed_token_mock, middleware, token_body, TestSource, TOKEN_PATH};
+use common::{fixed_token_mock, middleware, token_body, IntoLayer, TestSource, TOKEN_PATH};
 use httpmock::{HttpMockResponse, MockServer, When};
 use reqwest_partner_auth::cache::RetryPolicy;
 use reqwest_partner_auth::clock::ManualClock;
 use reqwest_partner_auth::engine::{Encoding, HttpTokenSource, Param, DEFAULT_MAX_BODY};
 use reqwest_partner_auth::error::Malformed;
-use reqwest_partner_auth::{AuthMiddleware, Clock, Error, TokenSource};
+use reqwest_partner_auth::{AuthMiddleware, Clock, Error};
 use url::Url;
 
 const API_PATH: &str = "/v1/thing";
@@ -60,7 +60,7 @@ fn status(code: u16, body: &str) -> Answer {
 }
 
 /// Sends one API request through `mw` and returns the crate error it failed with.
-async fn fail_with<S: TokenSource>(server: &MockServer, mw: AuthMiddleware<S>) -> Error {
+async fn fail_with(server: &MockServer, mw: impl IntoLayer) -> Error {
     common::layer_error(common::client(mw).get(server.url(API_PATH))).await
 }
 
@@ -236,7 +236,7 @@ async fn connect_errors_are_retried_then_transport() {
             .param("client_id", Param::text("test-client"))
             .param("client_secret", Param::secret(common::SECRET))
             .add_origin(&common::base(&api_server));
-    let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+    let mw = common::on_clock(AuthMiddleware::builder(source), &clock);
 
     let err = fail_with(&api_server, mw).await;
 
@@ -424,7 +424,7 @@ async fn body_over_configured_cap_is_too_large() {
         token_body(&"a".repeat(2048), 3600),
     )
     .await;
-    let mw = AuthMiddleware::from_source(TestSource::new(&server).map(|s| s.max_body(1024)))
+    let mw = AuthMiddleware::builder(TestSource::new(&server).map(|s| s.max_body(1024)))
         .clock(Arc::new(clock.clone()))
         .retry_policy(RetryPolicy::none());
 
@@ -508,7 +508,7 @@ async fn hanging_endpoint_times_out() {
                 .delay(Duration::from_secs(5));
         })
         .await;
-    let mw = AuthMiddleware::from_source(TestSource::new(&server).map(|s| {
+    let mw = AuthMiddleware::builder(TestSource::new(&server).map(|s| {
         s.http_client(reqwest::Client::new())
             .timeout(Duration::from_millis(300))
     }))
@@ -599,7 +599,7 @@ async fn a_307_or_308_does_not_repost_credentials_whatever_client_is_given() {
             s.http_client(reqwest::Client::new())
                 .basic_auth("client-id", common::SECRET.into())
         });
-        let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+        let mw = common::on_clock(AuthMiddleware::builder(source), &clock);
 
         let err = fail_with(&server, mw).await;
 
@@ -659,7 +659,7 @@ async fn a_redirect_the_client_followed_is_an_error_and_carried_no_credentials()
             s.http_client(reqwest::Client::new())
                 .basic_auth("client-id", common::SECRET.into())
         });
-        let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+        let mw = common::on_clock(AuthMiddleware::builder(source), &clock);
 
         let err = fail_with(&server, mw).await;
 
@@ -721,7 +721,7 @@ async fn token_request_bodies_have_a_content_length_and_are_not_chunked() {
             .await;
         let api = api_mock(&server).await;
         let mw = common::on_clock(
-            AuthMiddleware::from_source(TestSource::new(&server).map(|s| s.encoding(encoding))),
+            AuthMiddleware::builder(TestSource::new(&server).map(|s| s.encoding(encoding))),
             &clock,
         );
 
@@ -759,7 +759,7 @@ async fn an_echoed_basic_credential_is_scrubbed_from_errors() {
         })
         .await;
     let source = TestSource::new(&server).map(|s| s.basic_auth("client:id", common::SECRET.into()));
-    let mw = common::on_clock(AuthMiddleware::from_source(source), &clock);
+    let mw = common::on_clock(AuthMiddleware::builder(source), &clock);
 
     let err = fail_with(&server, mw).await;
 

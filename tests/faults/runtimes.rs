@@ -28,11 +28,12 @@ fn server_runtime() -> tokio::runtime::Runtime {
 /// A cache shared between job runtimes: `tok-n` living 100 s; requests wait from 90 s, and
 /// a background refresh starts before that (at 80 s at the latest).
 fn shared_cache(server: &RawServer, clock: &ManualClock) -> TokenCache<HttpTokenSource> {
-    TokenCache::new(source(server))
+    TokenCache::builder(source(server))
         .clock(Arc::new(clock.clone()))
         .retry_policy(retries())
         .refresh_ahead(0.5)
         .refresh_skew(secs(10))
+        .build()
 }
 
 /// Starts the token server used by the runtime tests.
@@ -137,7 +138,7 @@ fn middleware_shared_across_runtimes_survives_a_dropped_one() {
     let server_rt = server_runtime();
     let server = start_token_server(&server_rt);
     let clock = ManualClock::new();
-    let mw = AuthMiddleware::from_cache(shared_cache(&server, &clock));
+    let mw = AuthMiddleware::with_cache(shared_cache(&server, &clock)).build();
     let cache = mw.cache().clone();
     let client = client(mw);
 
@@ -180,7 +181,7 @@ fn a_fetch_past_its_deadline_leaves_no_task_behind() {
             .http_client(reqwest::Client::new())
             .timeout(secs(60))
             .add_origin(&server.base());
-        let mw = on_clock(AuthMiddleware::from_source(source), &clock).fetch_deadline(TIMEOUT);
+        let mw = on_clock(AuthMiddleware::builder(source), &clock).fetch_deadline(TIMEOUT);
         let client = client(mw);
 
         let err = crate_error(&get_err(&client, &server).await);

@@ -81,7 +81,7 @@ async fn fetch_deadline_bounds_a_hanging_token_endpoint() {
             .http_client(reqwest::Client::new())
             .timeout(secs(60))
             .add_origin(&server.base());
-        let mw = on_clock(AuthMiddleware::from_source(slow), &clock).fetch_deadline(TIMEOUT);
+        let mw = on_clock(AuthMiddleware::builder(slow), &clock).fetch_deadline(TIMEOUT);
         let client = client(mw);
 
         let started = Instant::now();
@@ -199,7 +199,7 @@ async fn token_endpoint_byte_by_byte_body() {
         let clock = ManualClock::new();
         // A generous token timeout for the answer that trickles in fast enough, so a loaded
         // machine does not turn it into a timeout; the short one for the answer that does not.
-        let patient = AuthMiddleware::from_source(source(&server).timeout(secs(10)));
+        let patient = AuthMiddleware::builder(source(&server).timeout(secs(10)));
         let patient = client(on_clock(patient, &clock).retry_policy(RetryPolicy::none()));
         let client = client(middleware(&server, &clock).retry_policy(RetryPolicy::none()));
 
