@@ -72,12 +72,15 @@ fn layer(c: &mut Criterion) {
 
     let cache = TokenCache::new(InMemorySource);
     rt.block_on(cache.token()).expect("token cached first");
-    let auth = AuthMiddleware::from_cache(cache.clone()).add_origin(&origin);
-    let auth_no_replay = AuthMiddleware::from_cache(cache.clone())
+    let auth = AuthMiddleware::with_cache(cache.clone())
         .add_origin(&origin)
-        .without_replay();
+        .build();
+    let auth_no_replay = AuthMiddleware::with_cache(cache.clone())
+        .add_origin(&origin)
+        .without_replay()
+        .build();
     let keys = pentaleap::ApiKeys::single("bench-api-key-0123456789").expect("api key");
-    let api_key = pentaleap::ApiKeyAuth::new(&origin, keys);
+    let api_key = pentaleap::ApiKeyAuth::with_base_url(keys, &origin);
     let arc_swap = ArcSwapBearer(ArcSwap::from_pointee(auth_header("Bearer", TOKEN)));
     let static_header = StaticHeader(auth_header("Bearer", TOKEN));
 

@@ -20,7 +20,7 @@
 //! * `A`  a bare `reqwest::Client`, and `A'` a second one built the same way (the order check);
 //! * `B`  an empty `reqwest_middleware::ClientWithMiddleware`;
 //! * `C`  [`AuthMiddleware`] with replay on (the default), token cached before measuring;
-//! * `D`  the same with [`AuthMiddleware::without_replay`];
+//! * `D`  the same built with `.without_replay()`;
 //! * `E`  [`pentaleap::ApiKeyAuth`] (Pentaleap feeds: the key of publisher 1001 is chosen from the path);
 //! * `F`  a plain `reqwest::Client` whose `default_headers` hold a static `Authorization`;
 //! * `G`  a minimal bearer middleware (`benches/common`): `ArcSwap<HeaderValue>` load, header insert,
@@ -223,10 +223,13 @@ fn variants(origin: &Url) -> (Vec<Variant>, [TokenCache<InMemorySource>; 2]) {
         TokenCache::new(InMemorySource),
         TokenCache::new(InMemorySource),
     ];
-    let replay_on = AuthMiddleware::from_cache(caches[0].clone()).add_origin(origin);
-    let replay_off = AuthMiddleware::from_cache(caches[1].clone())
+    let replay_on = AuthMiddleware::with_cache(caches[0].clone())
         .add_origin(origin)
-        .without_replay();
+        .build();
+    let replay_off = AuthMiddleware::with_cache(caches[1].clone())
+        .add_origin(origin)
+        .without_replay()
+        .build();
     let keys = pentaleap::ApiKeys::new()
         .publisher(PUBLISHER, API_KEY)
         .expect("legal key");
@@ -276,7 +279,9 @@ fn variants(origin: &Url) -> (Vec<Variant>, [TokenCache<InMemorySource>; 2]) {
         v(
             "E",
             "pentaleap::ApiKeyAuth",
-            chain(Some(Arc::new(pentaleap::ApiKeyAuth::new(origin, keys)))),
+            chain(Some(Arc::new(pentaleap::ApiKeyAuth::with_base_url(
+                keys, origin,
+            )))),
             Expect::ApiKey,
         ),
         v(

@@ -5,7 +5,8 @@
 //! cargo run --example pentaleap_feed
 //! ```
 //!
-//! An in-process mock ([`httpmock`]) plays the PCM domain as the API-key contract describes it:
+//! The examples' mock kit (`examples/support/mock.rs`) plays the PCM domain in process, as the
+//! API-key contract describes it:
 //! `GET /external/v2/publishers/<publisher id>/markets/<market id>/products/search?limit=100`
 //! accepts only that publisher's key, and `GET /external/v2/markets` accepts a key of the
 //! organisation. Anything else is a 401.
@@ -29,37 +30,30 @@
 //! ])?
 //! .default_key(&std::env::var("PENTALEAP_KEY_1001")?)?;
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(pentaleap::ApiKeyAuth::new(&pcm, keys))
+//!     .with(pentaleap::ApiKeyAuth::with_base_url(keys, &pcm))
 //!     .build();
 //! let markets = client.get(pcm.join("external/v2/markets")?).send().await?;
 //! # let _ = markets; Ok(()) }
 //! ```
 
-use std::collections::HashMap;
+#[path = "support/mock.rs"]
+mod mock;
 
-use httpmock::Method::GET;
-use httpmock::{HttpMockRequest, HttpMockResponse, Mock, MockServer};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_partner_auth::{pentaleap, Error};
 use url::Url;
 
-const SEARCH_PATH: &str = r"^/external/v2/publishers/[^/]+/markets/[^/]+/products/search$";
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The keys Pentaleap issued, one per publisher of the organisation.
-    let issued: HashMap<&str, &str> =
-        HashMap::from([("1001", "demo-key-1001"), ("1002", "demo-key-1002")]);
+    let issued = mock::pentaleap::ISSUED;
+    let feeds = mock::pentaleap::start().await;
 
-    let server = MockServer::start_async().await;
-    let search = search_endpoint(&server, &issued).await;
-    let markets = markets_endpoint(&server, &issued).await;
-
-    let pcm = Url::parse(&server.base_url())?;
-    let keys = pentaleap::ApiKeys::from_publishers(issued.clone())?.default_key(issued["1001"])?;
+    let pcm = feeds.base_url();
+    let keys = pentaleap::ApiKeys::from_publishers(issued)?.default_key(issued[0].1)?;
     println!("Keys configured: {keys:?}");
     let client = ClientBuilder::new(reqwest::Client::new())
-        .with(pentaleap::ApiKeyAuth::new(&pcm, keys))
+        .with(pentaleap::ApiKeyAuth::with_base_url(keys, &pcm))
         .build();
 
     println!("1. Each publisher's product search, each with that publisher's own key.");
@@ -70,13 +64,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let products = get_list(&client, &url).await?;
         assert_eq!(products, 2);
     }
-    report(&search, &markets, 2, 0).await;
+    feeds.report(2, 0);
 
     println!("2. The markets list names no publisher: the default key.");
     let url = pcm.join("external/v2/markets")?;
     let list = get_list(&client, &url).await?;
     assert_eq!(list, 3);
-    report(&search, &markets, 2, 1).await;
+    feeds.report(2, 1);
 
     println!("3. Publisher 9999 has no key: a typed error, and nothing goes out.");
     let url = pcm.join("external/v2/publishers/9999/markets/7/products/search?limit=100")?;
@@ -86,58 +80,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .expect_err("no key, no request");
     match Error::from_middleware(&err) {
-        Some(Error::NoCredential { publisher }) => {
-            println!("   Error::NoCredential {{ publisher: {publisher:?} }}");
-            assert_eq!(publisher, "9999");
+        Some(Error::NoCredential { key }) => {
+            println!("   Error::NoCredential {{ key: {key:?} }}");
+            assert_eq!(key.as_deref(), Some("9999"));
         }
         other => panic!("expected Error::NoCredential, got {other:?}"),
     }
-    report(&search, &markets, 2, 1).await;
+    feeds.report(2, 1);
+    assert_eq!(feeds.rejected(), 0, "every key sent was accepted");
 
     println!("Done: every step behaved as the contract says.");
     Ok(())
-}
-
-/// `GET .../publishers/<id>/markets/<id>/products/search`: that publisher's key only.
-async fn search_endpoint<'a>(server: &'a MockServer, issued: &HashMap<&str, &str>) -> Mock<'a> {
-    let keys: HashMap<String, String> = issued
-        .iter()
-        .map(|(p, k)| ((*p).to_owned(), format!("apikey {k}")))
-        .collect();
-    server
-        .mock_async(|when, then| {
-            when.method(GET).path_matches(SEARCH_PATH);
-            then.respond_with(move |req: &HttpMockRequest| {
-                let path = req.uri().path().to_owned();
-                let publisher = path.split('/').nth(4).unwrap_or_default();
-                let sent = req.headers().get("authorization").cloned();
-                let allowed = keys.get(publisher);
-                if allowed.is_some_and(|k| sent.is_some_and(|s| s == k.as_str())) {
-                    json(200, r#"[{"sku":"A-1"},{"sku":"A-2"}]"#)
-                } else {
-                    json(401, r#"{"message":"Unauthorized"}"#)
-                }
-            });
-        })
-        .await
-}
-
-/// `GET /external/v2/markets`: any key of the organisation.
-async fn markets_endpoint<'a>(server: &'a MockServer, issued: &HashMap<&str, &str>) -> Mock<'a> {
-    let keys: Vec<String> = issued.values().map(|k| format!("apikey {k}")).collect();
-    server
-        .mock_async(|when, then| {
-            when.method(GET).path("/external/v2/markets");
-            then.respond_with(move |req: &HttpMockRequest| {
-                let sent = req.headers().get("authorization").cloned();
-                if sent.is_some_and(|s| keys.iter().any(|k| s == k.as_str())) {
-                    json(200, r#"[{"id":"de"},{"id":"at"},{"id":"ch"}]"#)
-                } else {
-                    json(401, r#"{"message":"Unauthorized"}"#)
-                }
-            });
-        })
-        .await
 }
 
 /// One GET that must succeed; returns the length of the JSON list it answered.
@@ -153,23 +106,4 @@ async fn get_list(
     println!("   GET {}{query} -> {status}, {n} item(s)", url.path());
     assert_eq!(status, 200, "the key must be accepted");
     Ok(n)
-}
-
-/// Prints and checks the hit counts of both endpoints.
-async fn report(search: &Mock<'_>, markets: &Mock<'_>, searches: usize, market_calls: usize) {
-    let (s, m) = (search.calls_async().await, markets.calls_async().await);
-    println!("   products/search hits: {s}, markets hits: {m}");
-    assert_eq!(
-        (s, m),
-        (searches, market_calls),
-        "(search hits, markets hits)"
-    );
-}
-
-fn json(status: u16, body: &str) -> HttpMockResponse {
-    HttpMockResponse::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .build()
 }

@@ -2,7 +2,7 @@
 //! command line, and saves the tokens to a file store for `pentaleap_campaigns`.
 //!
 //! ```sh
-//! cargo run --example pentaleap_login            # against a local mock of Auth0
+//! cargo run --example pentaleap_login            # against the mock kit's Auth0
 //! PENTALEAP_AUTH0_DOMAIN=<tenant>.auth0.com PENTALEAP_CLIENT_ID=<id> \
 //! PENTALEAP_AUDIENCE=<audience> PENTALEAP_CALLBACK_PORT=8976 \
 //!   cargo run --example pentaleap_login          # against the real tenant
@@ -14,9 +14,10 @@
 
 #[path = "support/login.rs"]
 mod login;
-#[path = "support/pentaleap_mock.rs"]
+#[path = "support/mock.rs"]
 mod mock;
 
+use reqwest_partner_auth::clock::SystemClock;
 use reqwest_partner_auth::oauth2::OAuthClient;
 use reqwest_partner_auth::store::{FileStore, TokenStore};
 
@@ -30,17 +31,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (client, port, None)
         }
         Err(_) => {
-            let mock = mock::start().await;
+            let mock = mock::auth0::start(SystemClock).await;
+            let base = mock.base_url();
             println!(
                 "No PENTALEAP_AUTH0_DOMAIN: using a local mock of Auth0 at {}",
-                mock.server.base_url()
+                base.as_str().trim_end_matches('/')
             );
-            let client = OAuthClient::new(
-                mock.server.url("/authorize").parse()?,
-                mock.server.url("/oauth/token").parse()?,
-                "mock-client",
-            )
-            .audience("https://api.pentaleap.example");
+            let client = OAuthClient::auth0(base.as_str(), mock::auth0::CLIENT_ID)?
+                .audience(mock::auth0::AUDIENCE);
             (client, 0, Some(mock))
         }
     };
@@ -51,6 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokens.refresh_token.is_some(),
         "the login must return a refresh token"
     );
+    if let Some(mock) = &mock {
+        assert_eq!(mock.code_exchanges(), 1, "one code, exchanged once");
+    }
 
     let path = login::token_file();
     let store = FileStore::new(&path);

@@ -1,17 +1,18 @@
-//! The command-line login shared by the Pentaleap examples: a loopback callback server, the
-//! authorize URL, and the code exchange.
+//! The command-line login shared by the Pentaleap campaign examples (the client side, for the
+//! real tenant and the mock kit's alike): a loopback callback server, the authorize URL, and
+//! the code exchange.
 #![allow(dead_code, unreachable_pub)]
 
 use std::error::Error;
 use std::path::PathBuf;
 
-use reqwest_partner_auth::oauth2::OAuthClient;
+use reqwest_partner_auth::oauth2::{OAuthClient, RedirectUrl};
 use reqwest_partner_auth::store::StoredTokens;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use url::Url;
 
-/// The scopes the seed lists for version 2 of the API, plus `offline_access` for refresh
+/// The scopes Pentaleap documents for version 2 of the API, plus `offline_access` for refresh
 /// tokens.
 pub const PENTALEAP_SCOPES: &[&str] = &[
     "offline_access",
@@ -42,7 +43,7 @@ pub fn store_key(client_id: &str) -> String {
 
 /// Runs a login: binds the callback server on `port` (0 = any), prints the authorize URL,
 /// and waits for the callback. With `play_browser`, follows the authorize URL itself (for the
-/// local mock, whose `/authorize` redirects straight back).
+/// mock kit's Auth0, whose `/authorize` logs the user in at once and redirects straight back).
 pub async fn login(
     client: OAuthClient,
     port: u16,
@@ -53,7 +54,9 @@ pub async fn login(
         "http://127.0.0.1:{}/callback",
         listener.local_addr()?.port()
     ))?;
-    let pending = client.redirect_uri(redirect).begin_login()?;
+    let pending = client
+        .redirect_uri(RedirectUrl::new(redirect))
+        .begin_login()?;
     println!(
         "Open this URL in a browser and log in:\n  {}",
         pending.authorize_url()
