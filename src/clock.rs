@@ -50,7 +50,8 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use reqwest_partner_auth::{Clock, ManualClock};
+/// use reqwest_partner_auth::clock::ManualClock;
+/// use reqwest_partner_auth::Clock;
 ///
 /// let clock = ManualClock::new();
 /// let start = clock.now();

@@ -74,7 +74,7 @@ impl ApiKeys {
     ///
     /// ```
     /// use std::collections::HashMap;
-    /// use reqwest_partner_auth::ApiKeys;
+    /// use reqwest_partner_auth::pentaleap::ApiKeys;
     /// let map = HashMap::from([("1001", "key-a"), ("1002", "key-b")]);
     /// let keys = ApiKeys::from_publishers(map)?;
     /// # Ok::<(), reqwest_partner_auth::Error>(())

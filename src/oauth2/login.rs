@@ -1,19 +1,4 @@
 //! The authorization code grant with PKCE (RFC 6749 §4.1, RFC 7636 with S256).
-//!
-//! ```
-//! use reqwest_partner_auth::OAuthClient;
-//! use url::Url;
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = OAuthClient::auth0("tenant.eu.auth0.com", "my-client-id")?
-//!     .audience("https://api.pentaleap.example")
-//!     .scopes(["offline_access", "read:campaigns"])
-//!     .redirect_uri(Url::parse("http://127.0.0.1:8976/callback")?);
-//! let login = client.begin_login()?;
-//! println!("open {}", login.authorize_url());
-//! // ... the browser comes back to the redirect URI; then:
-//! // let tokens = login.complete(&callback_url).await?;
-//! # Ok(()) }
-//! ```
 
 use std::fmt;
 

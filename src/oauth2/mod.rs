@@ -1,5 +1,48 @@
 //! OAuth 2.0: client credentials (RFC 6749 §4.4), authorization code with PKCE (RFC 7636,
 //! S256) and rotating refresh tokens (Auth0, Pentaleap's campaign API).
+//!
+//! A login, once, with a person at the browser; then a layer that refreshes for as long as the
+//! login lasts, the rotating refresh token kept in a [`TokenStore`](crate::store::TokenStore):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use reqwest_partner_auth::oauth2::{OAuthClient, RedirectUrl, RefreshTokenAuth};
+//! use reqwest_partner_auth::store::{MemoryStore, TokenStore};
+//! use url::Url;
+//!
+//! # async fn run(callback_url: Url) -> Result<(), Box<dyn std::error::Error>> {
+//! let client = OAuthClient::auth0("tenant.eu.auth0.com", "my-client-id")?
+//!     .audience("https://api.pentaleap.example")
+//!     .scopes(["offline_access", "read:campaigns"])
+//!     .redirect_uri(RedirectUrl::parse("http://127.0.0.1:8976/callback")?);
+//! let login = client.begin_login()?;
+//! println!("open {}", login.authorize_url());
+//! // ... the browser comes back to the redirect URI with `callback_url`; then:
+//! let store = Arc::new(MemoryStore::new());
+//! store.save("pentaleap", &login.complete(&callback_url).await?).await?;
+//!
+//! let api = Url::parse("https://api.pentaleap.example")?;
+//! let campaigns = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(RefreshTokenAuth::new(client, store, "pentaleap", &api))
+//!     .build();
+//! # let _ = campaigns; Ok(()) }
+//! ```
+//!
+//! Any API behind an OAuth 2.0 server's client credentials grant:
+//!
+//! ```
+//! use reqwest_partner_auth::oauth2::{ClientCredentialsAuth, TokenUrl};
+//! use url::Url;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = ClientCredentialsAuth::new(
+//!     TokenUrl::parse("https://auth.partner.example/oauth/token")?,
+//!     "client-id",
+//!     "client-secret",
+//!     &Url::parse("https://api.partner.example")?,
+//! );
+//! # let _ = layer; Ok(()) }
+//! ```
 
 mod client_credentials;
 mod login;

@@ -29,7 +29,7 @@ const VERSION: u64 = 1;
 /// ```
 /// use std::time::{Duration, SystemTime};
 ///
-/// use reqwest_partner_auth::{FileStore, StoredTokens, TokenStore};
+/// use reqwest_partner_auth::store::{FileStore, StoredTokens, TokenStore};
 /// use secrecy::SecretString;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -68,7 +68,7 @@ impl StoredTokens {
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
-    /// use reqwest_partner_auth::{MemoryStore, StoredTokens, TokenStore};
+    /// use reqwest_partner_auth::store::{MemoryStore, StoredTokens, TokenStore};
     /// # async fn run() -> Result<(), reqwest_partner_auth::Error> {
     /// let now = SystemTime::now();
     /// let tokens = StoredTokens::from_refresh_token("v1.MRr...", now)
