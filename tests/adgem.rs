@@ -1,5 +1,10 @@
 //! The AdGem `/v1/apps/tokens` contract (`seeds/adgem-apps-tokens.txt`), line by line,
 //! against a real local HTTP server. Each test names the seed line it checks.
+//!
+//! What every partner shares (malformed answers, secrets in `Debug` and errors, `from_env`
+//! with its integer ids, the production host, the token's origin and plain http, the replay
+//! after a 401) is checked for AdGem too, in the partner harness (`tests/partners.rs`).
+#![cfg(feature = "adgem")]
 
 mod common;
 
@@ -12,7 +17,7 @@ use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::clock::ManualClock;
 use reqwest_partner_auth::error::Malformed;
 use reqwest_partner_auth::token::Expiry;
-use reqwest_partner_auth::{adgem, Error, FetchContext, FetchReason, TokenSource};
+use reqwest_partner_auth::{adgem, AuthMiddleware, Error, FetchContext, FetchReason, TokenSource};
 use serde_json::json;
 
 const TOKEN_PATH: &str = "/v1/apps/tokens";
@@ -28,10 +33,10 @@ fn credentials() -> adgem::Credentials {
     adgem::Credentials::new(PUB_ID, APP_ID, CLIENT_ID, CLIENT_SECRET)
 }
 
-/// An AdGem layer against the mock, on a manual clock, with three fast attempts.
-fn auth(server: &MockServer, clock: &ManualClock) -> adgem::Auth {
+/// An AdGem layer builder against the mock, on a manual clock, with three fast attempts.
+fn auth(server: &MockServer, clock: &ManualClock) -> common::Builder<adgem::Source> {
     let source = adgem::Source::with_base_url(credentials(), &base(server));
-    common::on_clock(adgem::Auth::from_source(source), clock)
+    common::on_clock(AuthMiddleware::builder(source), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
@@ -320,272 +325,4 @@ async fn server_error_500_is_retried_then_reported() {
         "backed off between attempts"
     );
     assert_eq!(api.calls_async().await, 0);
-}
-
-/// adgem seed: "500 Internal Server Error" (`server_error`) — a 500 followed by a success is
-/// invisible to the caller: two hits, the call succeeds.
-#[tokio::test]
-async fn a_server_error_then_success_recovers() {
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = token_endpoint(&server, |n| match n {
-        1 => json_response(
-            500,
-            r#"{"error": "server_error", "error_description": "An unexpected error occurred"}"#,
-        ),
-        _ => json_response(200, &common::token_body("tok-ok", 3600)),
-    })
-    .await;
-    let _api = offers_api(&server, &[]).await;
-
-    let (status, seen) = query_offers(&client(&server, &clock), &server).await;
-
-    assert_eq!((status, seen.as_str()), (200, "Bearer tok-ok"));
-    assert_eq!(token.calls_async().await, 2);
-}
-
-/// adgem seed: Success Response field table ("access_token | string", "expires_in |
-/// integer") — a 200 that does not carry them is `Error::MalformedResponse` with the right
-/// `Malformed` variant, and is not retried.
-#[tokio::test]
-async fn malformed_success_responses_are_typed() {
-    type Check = fn(&Malformed) -> bool;
-    let cases: [(&str, &str, &str, Check); 6] = [
-        (
-            "expires_in as object",
-            "application/json",
-            r#"{"access_token":"t","token_type":"Bearer","expires_in":{"s":3600}}"#,
-            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "expires_in"),
-        ),
-        (
-            "access_token as number",
-            "application/json",
-            r#"{"access_token":42,"token_type":"Bearer","expires_in":3600}"#,
-            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "access_token"),
-        ),
-        (
-            "access_token missing",
-            "application/json",
-            r#"{"token_type":"Bearer","expires_in":3600}"#,
-            |m| matches!(m, Malformed::MissingField(f) if f == "access_token"),
-        ),
-        (
-            "html page",
-            "text/html",
-            "<html><head><title>502 Bad Gateway</title></head></html>",
-            |m| matches!(m, Malformed::Html),
-        ),
-        ("empty body", "application/json", "", |m| {
-            matches!(m, Malformed::EmptyBody)
-        }),
-        ("json array", "application/json", "[]", |m| {
-            matches!(m, Malformed::InvalidJson(_))
-        }),
-    ];
-    for (name, content_type, body, check) in cases {
-        let server = MockServer::start_async().await;
-        let clock = ManualClock::new();
-        let token =
-            token_endpoint(&server, move |_| common::response(200, content_type, body)).await;
-        let api = offers_api(&server, &[]).await;
-
-        let err = failing_offers(&client(&server, &clock), &server).await;
-
-        match &err {
-            Error::MalformedResponse(m) => assert!(check(m), "{name}: {m:?}"),
-            other => panic!("{name}: expected MalformedResponse, got {other:?}"),
-        }
-        assert_eq!(token.calls_async().await, 1, "{name}: not retried");
-        assert_eq!(api.calls_async().await, 0, "{name}");
-    }
-}
-
-/// adgem seed: Token Lifecycle "Refresh - When you receive a 401 response, request a new
-/// token" — the API rejects `tok-1`: the layer fetches `tok-2` and replays the offers query
-/// once; the caller sees the 200, and the token endpoint was hit exactly twice.
-#[tokio::test]
-async fn api_401_refreshes_the_token_and_replays_once() {
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = numbered_tokens(&server, 3600).await;
-    let api = offers_api(&server, &["tok-1"]).await;
-
-    let (status, seen) = query_offers(&client(&server, &clock), &server).await;
-
-    assert_eq!((status, seen.as_str()), (200, "Bearer tok-2"));
-    assert_eq!(token.calls_async().await, 2);
-    assert_eq!(api.calls_async().await, 2, "the body was replayed intact");
-}
-
-/// adgem seed: "Refresh - When you receive a 401 response, request a new token" — one
-/// replay, never more: a 401 for the new token too goes back to the caller.
-#[tokio::test]
-async fn api_401_after_the_replay_is_returned_as_is() {
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = numbered_tokens(&server, 3600).await;
-    let api = offers_api(&server, &["tok-1", "tok-2", "tok-3"]).await;
-
-    let (status, _) = query_offers(&client(&server, &clock), &server).await;
-
-    assert_eq!(status, 401);
-    assert_eq!(token.calls_async().await, 2);
-    assert_eq!(api.calls_async().await, 2);
-}
-
-/// adgem seed: "client_secret | string | Your application's client secret" — `Debug` of the
-/// credentials, source and middleware and the errors never contain the secret or the token.
-#[tokio::test]
-async fn debug_and_errors_never_show_the_secret() {
-    const TOKEN: &str = "SENTINEL-TOKEN-4b0e";
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let _token = token_endpoint(&server, |n| match n {
-        1 => json_response(200, &common::token_body(TOKEN, 3600)),
-        _ => json_response(
-            401,
-            &format!(
-                r#"{{"error":"invalid_client","error_description":"no client with secret {CLIENT_SECRET}"}}"#
-            ),
-        ),
-    })
-    .await;
-    let _api = offers_api(&server, &[TOKEN]).await;
-
-    let creds = credentials();
-    let source = adgem::Source::with_base_url(creds.clone(), &base(&server));
-    let mw = auth(&server, &clock);
-    let cache = mw.cache().clone();
-    let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
-    assert!(
-        before.contains(CLIENT_ID),
-        "the client id is not a secret: {before}"
-    );
-    assert!(before.contains(&PUB_ID.to_string()), "{before}");
-
-    let client = common::client(mw);
-    let err = client
-        .post(server.url(OFFERS_PATH))
-        .json(&json!({ "query": OFFERS_QUERY }))
-        .send()
-        .await
-        .unwrap_err();
-    let inner = Error::from_middleware(&err).unwrap();
-    assert!(
-        matches!(inner, Error::InvalidCredentials { code: Some(c), .. } if c == "invalid_client"),
-        "{inner:?}"
-    );
-
-    let after = format!("{cache:?} {client:?} {inner:?} {inner} {err} {err:?}");
-    for text in [&before, &after] {
-        assert!(!text.contains(CLIENT_SECRET), "secret leaked: {text}");
-        assert!(!text.contains(TOKEN), "token leaked: {text}");
-    }
-}
-
-/// adgem seed: "adgem_pub_id | integer | Yes", "adgem_app_id | integer | Yes" —
-/// `adgem::Credentials::from_env` reads `ADGEM_PUB_ID`, `ADGEM_APP_ID`, `ADGEM_CLIENT_ID` and
-/// `ADGEM_CLIENT_SECRET`; an id that is not an integer is `Error::Config` naming it. (All
-/// env-var checks of this file live in this one test: the environment is process-global.)
-#[tokio::test]
-async fn from_env_reads_the_documented_variables() {
-    const VARS: [&str; 4] = [
-        "ADGEM_PUB_ID",
-        "ADGEM_APP_ID",
-        "ADGEM_CLIENT_ID",
-        "ADGEM_CLIENT_SECRET",
-    ];
-    let config_error_naming = |var: &str| match adgem::Credentials::from_env() {
-        Err(Error::Config(m)) => assert!(m.contains(var), "{var}: {m}"),
-        other => panic!("{var}: expected Config, got {other:?}"),
-    };
-    for v in VARS {
-        std::env::remove_var(v);
-    }
-    config_error_naming("ADGEM_PUB_ID");
-
-    std::env::set_var("ADGEM_PUB_ID", "pub-7");
-    config_error_naming("ADGEM_PUB_ID");
-    std::env::set_var("ADGEM_PUB_ID", "4242");
-    config_error_naming("ADGEM_APP_ID");
-    std::env::set_var("ADGEM_APP_ID", "12.5");
-    config_error_naming("ADGEM_APP_ID");
-    std::env::set_var("ADGEM_APP_ID", "77");
-    config_error_naming("ADGEM_CLIENT_ID");
-    std::env::set_var("ADGEM_CLIENT_ID", "env-client-31c9");
-    config_error_naming("ADGEM_CLIENT_SECRET");
-    std::env::set_var("ADGEM_CLIENT_SECRET", "env-secret-31c9");
-
-    let creds = adgem::Credentials::from_env().unwrap();
-    let shown = format!("{creds:?}");
-    assert!(shown.contains("env-client-31c9"), "{shown}");
-    assert!(!shown.contains("env-secret-31c9"), "{shown}");
-
-    // The values read are the ones sent, the ids as JSON integers.
-    let server = MockServer::start_async().await;
-    let token = server
-        .mock_async(|when, then| {
-            when.method(POST).path(TOKEN_PATH).json_body(json!({
-                "adgem_pub_id": 4242,
-                "adgem_app_id": 77,
-                "client_id": "env-client-31c9",
-                "client_secret": "env-secret-31c9",
-            }));
-            then.status(200)
-                .header("content-type", "application/json")
-                .body(common::token_body("tok-env", 3600));
-        })
-        .await;
-    adgem::Source::with_base_url(creds, &base(&server))
-        .fetch(&FetchContext::new(FetchReason::Initial))
-        .await
-        .unwrap();
-    assert_eq!(token.calls_async().await, 1);
-
-    for v in VARS {
-        std::env::remove_var(v);
-    }
-}
-
-/// adgem seed: "POST https://targeted-api.adgem.com/v1/apps/tokens" and "include it in the
-/// Authorization header of all requests to the Targeted API" (`https://targeted-api.adgem.com/v1/offers`)
-/// — the default token URL is the documented one and the token goes to that origin.
-#[test]
-fn default_host_is_the_documented_one() {
-    assert_eq!(adgem::BASE_URL, "https://targeted-api.adgem.com");
-    let source = adgem::Source::new(credentials());
-    assert_eq!(
-        source.token_url().as_str(),
-        "https://targeted-api.adgem.com/v1/apps/tokens"
-    );
-    let scope: Vec<String> = source
-        .api_origins()
-        .iter()
-        .map(|u| u.origin().ascii_serialization())
-        .collect();
-    assert_eq!(scope, ["https://targeted-api.adgem.com"]);
-}
-
-/// adgem seed: "requests to the Targeted API" — a layer built with `adgem::Auth::new` is scoped
-/// to the AdGem host: a request to another origin (the mock) goes out without
-/// `Authorization` and costs no token fetch.
-#[tokio::test]
-async fn production_layer_leaves_other_origins_alone() {
-    let server = MockServer::start_async().await;
-    let api = offers_api(&server, &[]).await;
-    let mw = adgem::Auth::new(credentials());
-    let cache = mw.cache().clone();
-
-    let (status, seen) = query_offers(&common::client(mw), &server).await;
-
-    assert_eq!(
-        (status, seen.as_str()),
-        (200, ""),
-        "no Authorization header"
-    );
-    assert_eq!(api.calls_async().await, 1);
-    assert!(
-        cache.generation().is_none(),
-        "no token was fetched: {cache:?}"
-    );
 }

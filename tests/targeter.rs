@@ -1,5 +1,10 @@
 //! The Targeter partner token contract (`seeds/targeter-partner-token.txt`), line by line,
 //! against a real local HTTP server. Each test names the seed line it checks.
+//!
+//! What every partner shares (malformed answers, secrets in `Debug` and errors, `from_env`,
+//! the token's origin and plain http, the replay after a 401) is checked for Targeter too, in
+//! the partner harness (`tests/partners.rs`).
+#![cfg(feature = "targeter")]
 
 mod common;
 
@@ -12,7 +17,9 @@ use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::clock::ManualClock;
 use reqwest_partner_auth::error::Malformed;
 use reqwest_partner_auth::token::Expiry;
-use reqwest_partner_auth::{targeter, Error, FetchContext, FetchReason, TokenSource};
+use reqwest_partner_auth::{
+    targeter, AuthMiddleware, Error, FetchContext, FetchReason, TokenSource,
+};
 use serde_json::json;
 use url::Url;
 
@@ -26,10 +33,10 @@ fn credentials() -> targeter::Credentials {
     targeter::Credentials::new(API_KEY, API_SECRET)
 }
 
-/// A Targeter layer against the mock, on a manual clock, with three fast attempts.
-fn auth(server: &MockServer, clock: &ManualClock) -> targeter::Auth {
+/// A Targeter layer builder against the mock, on a manual clock, with three fast attempts.
+fn auth(server: &MockServer, clock: &ManualClock) -> common::Builder<targeter::Source> {
     let source = targeter::Source::with_base_url(credentials(), &base(server));
-    common::on_clock(targeter::Auth::from_source(source), clock)
+    common::on_clock(AuthMiddleware::builder(source), clock)
 }
 
 fn client(server: &MockServer, clock: &ManualClock) -> ClientWithMiddleware {
@@ -377,260 +384,6 @@ async fn internal_server_error_500_is_retried_then_reported() {
         "backed off between attempts"
     );
     assert_eq!(api.calls_async().await, 0);
-}
-
-/// targeter seed: "500 - Internal server error" — a 500 followed by a success is invisible
-/// to the caller: two hits, the call succeeds with the token of the second answer.
-#[tokio::test]
-async fn a_500_then_success_recovers() {
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = token_endpoint(&server, |n| match n {
-        1 => json_response(500, r#"{"error": "Internal server error"}"#),
-        _ => json_response(200, &common::token_body("tok-ok", 3600)),
-    })
-    .await;
-    let _api = campaign_api(&server, &[]).await;
-
-    let (status, seen) = call_campaign(&client(&server, &clock), &server).await;
-
-    assert_eq!((status, seen.as_str()), (200, "Bearer tok-ok"));
-    assert_eq!(token.calls_async().await, 2);
-}
-
-/// targeter seed: Success Response (200) "JWT token to be used in Authorization header" /
-/// "Token validity in seconds" — a 200 that does not carry them is `Error::MalformedResponse`
-/// with the right `Malformed` variant, and is not retried.
-#[tokio::test]
-async fn malformed_success_responses_are_typed() {
-    type Check = fn(&Malformed) -> bool;
-    let cases: [(&str, &str, &str, Check); 7] = [
-        (
-            "expires_in as object",
-            "application/json",
-            r#"{"access_token":"t","token_type":"Bearer","expires_in":{"secs":3600}}"#,
-            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "expires_in"),
-        ),
-        (
-            "expires_in as text",
-            "application/json",
-            r#"{"access_token":"t","token_type":"Bearer","expires_in":"an hour"}"#,
-            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "expires_in"),
-        ),
-        (
-            "access_token as number",
-            "application/json",
-            r#"{"access_token":12345,"token_type":"Bearer","expires_in":3600}"#,
-            |m| matches!(m, Malformed::InvalidField { field, .. } if field == "access_token"),
-        ),
-        (
-            "access_token missing",
-            "application/json",
-            r#"{"token_type":"Bearer","expires_in":3600}"#,
-            |m| matches!(m, Malformed::MissingField(f) if f == "access_token"),
-        ),
-        (
-            "html page",
-            "text/html; charset=utf-8",
-            "<!DOCTYPE html><html><body>Maintenance</body></html>",
-            |m| matches!(m, Malformed::Html),
-        ),
-        ("empty body", "application/json", "", |m| {
-            matches!(m, Malformed::EmptyBody)
-        }),
-        ("not json", "application/json", "{\"access_token\":", |m| {
-            matches!(m, Malformed::InvalidJson(_))
-        }),
-    ];
-    for (name, content_type, body, check) in cases {
-        let server = MockServer::start_async().await;
-        let clock = ManualClock::new();
-        let token =
-            token_endpoint(&server, move |_| common::response(200, content_type, body)).await;
-        let api = campaign_api(&server, &[]).await;
-
-        let err = failing_campaign(&client(&server, &clock), &server).await;
-
-        match &err {
-            Error::MalformedResponse(m) => assert!(check(m), "{name}: {m:?}"),
-            other => panic!("{name}: expected MalformedResponse, got {other:?}"),
-        }
-        assert_eq!(token.calls_async().await, 1, "{name}: not retried");
-        assert_eq!(api.calls_async().await, 0, "{name}");
-    }
-}
-
-/// targeter seed: "Refresh: You must obtain a new token when the current one expires" — the
-/// API rejects `tok-1` with a 401: the layer fetches `tok-2` and replays once; the caller
-/// sees the 200, and the token endpoint was hit exactly twice.
-#[tokio::test]
-async fn api_401_refreshes_the_token_and_replays_once() {
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = numbered_tokens(&server, 3600).await;
-    let api = campaign_api(&server, &["tok-1"]).await;
-
-    let (status, seen) = call_campaign(&client(&server, &clock), &server).await;
-
-    assert_eq!((status, seen.as_str()), (200, "Bearer tok-2"));
-    assert_eq!(token.calls_async().await, 2);
-    assert_eq!(api.calls_async().await, 2);
-}
-
-/// targeter seed: "Refresh: You must obtain a new token when the current one expires" — a
-/// second 401 after the replay goes back to the caller: one replay, never more.
-#[tokio::test]
-async fn api_401_after_the_replay_is_returned_as_is() {
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = numbered_tokens(&server, 3600).await;
-    let api = campaign_api(&server, &["tok-1", "tok-2", "tok-3"]).await;
-
-    let (status, _) = call_campaign(&client(&server, &clock), &server).await;
-
-    assert_eq!(status, 401);
-    assert_eq!(token.calls_async().await, 2);
-    assert_eq!(api.calls_async().await, 2);
-}
-
-/// targeter seed: "Security: Never expose your issued API secret in client-side code" —
-/// `Debug` of the credentials, source and middleware (before and after a fetch) and the
-/// errors never contain the secret or the token.
-#[tokio::test]
-async fn debug_and_errors_never_show_the_secret() {
-    const TOKEN: &str = "SENTINEL-TOKEN-91ac";
-    let server = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let _token = token_endpoint(&server, |n| match n {
-        1 => json_response(200, &common::token_body(TOKEN, 3600)),
-        // An endpoint that echoes the secret back in its error message.
-        _ => json_response(
-            401,
-            &format!(r#"{{"error":"Invalid API credentials: {API_SECRET}"}}"#),
-        ),
-    })
-    .await;
-    let _api = campaign_api(&server, &[TOKEN]).await;
-
-    let creds = credentials();
-    let source = targeter::Source::with_base_url(creds.clone(), &base(&server));
-    let mw = auth(&server, &clock);
-    let cache = mw.cache().clone();
-    let before = format!("{creds:?} {source:?} {mw:?} {creds:#?} {source:#?}");
-    assert!(
-        before.contains(API_KEY),
-        "the key is not a secret: {before}"
-    );
-
-    // tok fetched, rejected by the API, and the refresh fails with the echoing 401.
-    let client = common::client(mw);
-    let err = client
-        .post(server.url(CAMPAIGN_PATH))
-        .send()
-        .await
-        .unwrap_err();
-    let inner = Error::from_middleware(&err).unwrap();
-    assert!(
-        matches!(inner, Error::InvalidCredentials { .. }),
-        "{inner:?}"
-    );
-
-    let after = format!("{cache:?} {client:?} {inner:?} {inner} {err} {err:?}");
-    for text in [&before, &after] {
-        assert!(!text.contains(API_SECRET), "secret leaked: {text}");
-        assert!(!text.contains(TOKEN), "token leaked: {text}");
-    }
-}
-
-/// targeter seed: "Credentials: Only use API credentials issued specifically to your approved
-/// partnership" — `targeter::Credentials::from_env` reads `TARGETER_API_KEY` and
-/// `TARGETER_API_SECRET`, and names the missing one. (All env-var checks of this file live
-/// in this one test: the environment is process-global.)
-#[tokio::test]
-async fn from_env_reads_the_documented_variables() {
-    std::env::remove_var("TARGETER_API_KEY");
-    std::env::remove_var("TARGETER_API_SECRET");
-    match targeter::Credentials::from_env() {
-        Err(Error::Config(m)) => assert!(m.contains("TARGETER_API_KEY"), "{m}"),
-        other => panic!("expected Config, got {other:?}"),
-    }
-
-    std::env::set_var("TARGETER_API_KEY", "env-key-5e2b");
-    match targeter::Credentials::from_env() {
-        Err(Error::Config(m)) => assert!(m.contains("TARGETER_API_SECRET"), "{m}"),
-        other => panic!("expected Config, got {other:?}"),
-    }
-
-    std::env::set_var("TARGETER_API_SECRET", "env-secret-5e2b");
-    let creds = targeter::Credentials::from_env().unwrap();
-    let shown = format!("{creds:?}");
-    assert!(shown.contains("env-key-5e2b"), "{shown}");
-    assert!(!shown.contains("env-secret-5e2b"), "{shown}");
-
-    // The values read are the ones sent.
-    let server = MockServer::start_async().await;
-    let token = server
-        .mock_async(|when, then| {
-            when.method(POST)
-                .path(TOKEN_PATH)
-                .json_body(json!({ "api_key": "env-key-5e2b", "api_secret": "env-secret-5e2b" }));
-            then.status(200)
-                .header("content-type", "application/json")
-                .body(common::token_body("tok-env", 3600));
-        })
-        .await;
-    let source = targeter::Source::with_base_url(creds, &base(&server));
-    source
-        .fetch(&FetchContext::new(FetchReason::Initial))
-        .await
-        .unwrap();
-    assert_eq!(token.calls_async().await, 1);
-
-    std::env::remove_var("TARGETER_API_KEY");
-    std::env::remove_var("TARGETER_API_SECRET");
-}
-
-/// targeter seed: `curl -X POST "https://storhaug.targeter.tech/api/auth/token"` and
-/// `curl -X POST "https://storhaug.targeter.tech/api/campaign"` — the default token URL is
-/// the documented one and the token goes to that origin.
-#[test]
-fn default_host_is_the_documented_one() {
-    assert_eq!(targeter::BASE_URL, "https://storhaug.targeter.tech");
-    let source = targeter::Source::new(credentials());
-    assert_eq!(
-        source.token_url().as_str(),
-        "https://storhaug.targeter.tech/api/auth/token"
-    );
-    let scope: Vec<String> = source
-        .api_origins()
-        .iter()
-        .map(|u| u.origin().ascii_serialization())
-        .collect();
-    assert_eq!(scope, ["https://storhaug.targeter.tech"]);
-}
-
-/// targeter seed: "these are for server-to-server communication only" — a layer built with
-/// `targeter::Auth::new(credentials)` is scoped to the Targeter host: a request to another
-/// origin (the mock) goes out without `Authorization` and costs no token fetch.
-#[tokio::test]
-async fn production_layer_leaves_other_origins_alone() {
-    let server = MockServer::start_async().await;
-    let api = campaign_api(&server, &[]).await;
-    let mw = targeter::Auth::new(credentials());
-    let cache = mw.cache().clone();
-
-    let (status, seen) = call_campaign(&common::client(mw), &server).await;
-
-    assert_eq!(
-        (status, seen.as_str()),
-        (200, ""),
-        "no Authorization header"
-    );
-    assert_eq!(api.calls_async().await, 1);
-    assert!(
-        cache.generation().is_none(),
-        "no token was fetched: {cache:?}"
-    );
 }
 
 /// targeter seed: "JWT token to be used in Authorization header" — a token endpoint path
