@@ -220,9 +220,12 @@ pub enum CallbackError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreErrorKind {
-    /// Reading or writing the storage failed (permissions, a full disk, a missing
-    /// directory); [`StoreError::io_error`] has the cause.
+    /// Reading or writing the storage failed (a full disk, a missing directory, a path that
+    /// is a directory); [`StoreError::io_error`] has the cause.
     Io,
+    /// The process may not read or write the storage (file or directory permissions);
+    /// [`StoreError::io_error`] has the cause.
+    PermissionDenied,
     /// The storage holds something that cannot be read back (truncated, not JSON, an unknown
     /// version, a value out of range). It is left as it is for a person to look at.
     Corrupt,
@@ -257,10 +260,16 @@ impl StoreError {
         }
     }
 
-    /// An [`StoreErrorKind::Io`] error caused by `source`.
+    /// A [`StoreErrorKind::Io`] error caused by `source`
+    /// ([`StoreErrorKind::PermissionDenied`] when that is what `source` says).
     pub fn io(message: impl Into<String>, source: std::io::Error) -> Self {
+        let kind = if source.kind() == std::io::ErrorKind::PermissionDenied {
+            StoreErrorKind::PermissionDenied
+        } else {
+            StoreErrorKind::Io
+        };
         Self {
-            kind: StoreErrorKind::Io,
+            kind,
             message: message.into(),
             source: Some(Arc::new(source)),
         }
@@ -480,5 +489,30 @@ impl OAuthErrorCode {
 impl std::fmt::Display for OAuthErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_permission_problem_is_its_own_store_error_kind_and_keeps_its_cause() {
+        let denied = StoreError::io(
+            "cannot read token file /x",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(denied.kind(), StoreErrorKind::PermissionDenied);
+        assert_eq!(
+            std::error::Error::source(&denied)
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        let full = StoreError::io(
+            "cannot write token file /x",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        assert_eq!(full.kind(), StoreErrorKind::Io);
     }
 }

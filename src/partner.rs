@@ -27,9 +27,17 @@ pub(crate) fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
-/// Reads a required environment variable.
+/// Reads a required environment variable; an empty or blank one is invalid (a deployment
+/// mistake, not a credential to send).
 pub(crate) fn env_var(name: &'static str) -> Result<String, Error> {
-    std::env::var(name).map_err(|_| Error::Config(ConfigError::MissingEnv { name }))
+    let value = std::env::var(name).map_err(|_| Error::Config(ConfigError::MissingEnv { name }))?;
+    if value.trim().is_empty() {
+        return Err(Error::Config(ConfigError::InvalidEnv {
+            name,
+            expected: "a non-empty value",
+        }));
+    }
+    Ok(value)
 }
 
 /// Reads a required environment variable holding an integer.

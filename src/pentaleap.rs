@@ -96,9 +96,16 @@ impl ApiKeys {
     /// Reads `PENTALEAP_API_KEY` as the default key.
     ///
     /// # Errors
-    /// [`Error::Config`] if it is not set or not a legal header value.
+    /// [`Error::Config`] naming the variable if it is not set, blank, or not a legal header
+    /// value.
     pub fn from_env() -> Result<Self, Error> {
-        Self::single(&crate::partner::env_var("PENTALEAP_API_KEY")?)
+        const NAME: &str = "PENTALEAP_API_KEY";
+        Self::single(&crate::partner::env_var(NAME)?).map_err(|_| {
+            Error::Config(ConfigError::InvalidEnv {
+                name: NAME,
+                expected: "an api key that can travel in an http header",
+            })
+        })
     }
 
     /// The header for a request path: the publisher's key when the path names one, else the

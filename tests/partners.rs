@@ -70,6 +70,7 @@ macro_rules! partner_rows {
         rows!(sync $p;
             secrets::debug_shows_the_ids_never_the_secret,
             env::from_env_names_each_missing_variable,
+            env::from_env_names_a_blank_variable,
         );
         #[cfg(unix)]
         #[test]

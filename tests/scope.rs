@@ -62,7 +62,7 @@ async fn other_origin_gets_no_header_and_no_fetch() {
 /// `.add_origin(&url)` adds an origin; requests there carry the token
 /// (exactly one header), while the default scope keeps working.
 #[tokio::test]
-async fn scope_to_adds_an_origin() {
+async fn add_origin_adds_an_origin() {
     let auth = MockServer::start_async().await;
     let other = MockServer::start_async().await;
     let clock = ManualClock::new();

@@ -466,7 +466,7 @@ async fn unreadable_file_is_a_store_error() {
         return;
     }
     let err = store_error(FileStore::new(&path).load("k").await);
-    assert_eq!(err.kind(), StoreErrorKind::Io, "{err}");
+    assert_eq!(err.kind(), StoreErrorKind::PermissionDenied, "{err}");
     assert_eq!(
         err.io_error().map(std::io::Error::kind),
         Some(std::io::ErrorKind::PermissionDenied)

@@ -71,6 +71,10 @@ impl TokenSource for TestSource {
     fn api_origins(&self) -> Vec<Url> {
         vec![self.scope.clone()]
     }
+
+    fn allows_insecure_http(&self) -> bool {
+        self.inner.allows_insecure_http()
+    }
 }
 
 /// A layer builder over `S`, its cache policy still open.

@@ -48,6 +48,25 @@ pub(crate) fn from_env_names_a_variable_that_is_not_unicode<P: Partner>() {
     }
 }
 
+/// A variable that is set but empty or blank is `InvalidEnv` naming it: an empty key or
+/// password is a deployment mistake, not a credential to send.
+pub(crate) fn from_env_names_a_blank_variable<P: Partner>() {
+    let partner = P::NAME;
+    let env = Env::<P>::lock();
+    for (name, _) in P::ENV {
+        for blank in ["", "  "] {
+            env.set_all(SECRET);
+            env.set(name, blank);
+            match P::from_env() {
+                Err(Error::Config(ConfigError::InvalidEnv { name: got, .. })) => {
+                    assert_eq!(got, *name, "{partner}: {name}={blank:?}")
+                }
+                other => panic!("{partner}: {name}={blank:?}: expected InvalidEnv, got {other:?}"),
+            }
+        }
+    }
+}
+
 /// A partner whose variables must parse (integers).
 #[cfg(feature = "adgem")]
 pub(crate) trait ParsedEnv: Partner {

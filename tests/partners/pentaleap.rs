@@ -65,3 +65,20 @@ impl Partner for Pentaleap {
 }
 
 partner_rows!(Pentaleap);
+
+/// A key that cannot travel in a header (a line break) is `InvalidEnv` naming the variable:
+/// the error says where the bad value came from.
+#[test]
+fn from_env_names_a_key_that_cannot_travel_in_a_header() {
+    use reqwest_partner_auth::error::ConfigError;
+    use reqwest_partner_auth::Error;
+
+    let env = crate::harness::Env::<Pentaleap>::lock();
+    env.set("PENTALEAP_API_KEY", "key\r\nX-Injected: 1");
+    match Pentaleap::from_env() {
+        Err(Error::Config(ConfigError::InvalidEnv { name, .. })) => {
+            assert_eq!(name, "PENTALEAP_API_KEY")
+        }
+        other => panic!("expected InvalidEnv, got {other:?}"),
+    }
+}
