@@ -66,11 +66,13 @@ pub enum Error {
         source: Arc<reqwest::Error>,
     },
 
-    /// The refresh token is dead (expired, reused, revoked, or past the partner's session
-    /// limit): a person has to log in again. Not retried.
+    /// The login is dead (its refresh token expired, reused or revoked, the login past its
+    /// session limit, or no login stored): a person has to log in again. Not retried.
     #[error("re-authorisation required: {message}")]
     ReauthorizationRequired {
-        /// The partner's own explanation.
+        /// Why, for code to act on.
+        reason: ReauthorizationReason,
+        /// The authorization server's own explanation, or ours.
         message: String,
     },
 
@@ -144,6 +146,22 @@ fn humantime_secs(d: Duration) -> String {
     } else {
         format!("{:.1}s", d.as_secs_f64())
     }
+}
+
+/// Why a login has to be renewed by a person ([`Error::ReauthorizationRequired`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReauthorizationReason {
+    /// The authorization server refused the refresh token just now (`invalid_grant`: expired,
+    /// reused or revoked).
+    Refused,
+    /// The stored login was refused earlier and is marked dead
+    /// ([`StoredTokens::dead`](crate::store::StoredTokens::dead)); nothing was sent.
+    DeadLogin,
+    /// The login is older than the source's session limit; nothing was sent.
+    SessionExpired,
+    /// No login (or no refresh token) is stored under the key; nothing was sent.
+    NoLogin,
 }
 
 /// What is wrong with a configuration ([`Error::Config`]).

@@ -15,7 +15,7 @@ use common::{base, client, json_response};
 use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_partner_auth::clock::ManualClock;
-use reqwest_partner_auth::error::{StoreError, StoreErrorKind};
+use reqwest_partner_auth::error::{ReauthorizationReason, StoreError, StoreErrorKind};
 use reqwest_partner_auth::oauth2::{
     OAuthClient, RedirectUrl, RefreshTokenAuth, RefreshTokenSource,
 };
@@ -656,7 +656,8 @@ async fn invalid_grant_marks_the_login_dead_and_nothing_is_sent_again() {
     let err = fail(&server, &client).await;
 
     match &err {
-        Error::ReauthorizationRequired { message } => {
+        Error::ReauthorizationRequired { reason, message } => {
+            assert_eq!(*reason, ReauthorizationReason::Refused);
             assert_eq!(message, "Unknown or invalid refresh token.")
         }
         other => panic!("expected ReauthorizationRequired, got {other:?}"),
@@ -677,7 +678,8 @@ async fn invalid_grant_marks_the_login_dead_and_nothing_is_sent_again() {
     clock.advance(Duration::from_secs(60));
     let err = fail(&server, &client).await;
     match &err {
-        Error::ReauthorizationRequired { message } => {
+        Error::ReauthorizationRequired { reason, message } => {
+            assert_eq!(*reason, ReauthorizationReason::DeadLogin);
             assert!(
                 message.contains("Unknown or invalid refresh token."),
                 "{message}"
@@ -723,7 +725,7 @@ async fn a_dead_login_is_not_sent_and_a_new_login_clears_the_mark() {
 
     let err = fail(&server, &client).await;
     assert!(
-        matches!(&err, Error::ReauthorizationRequired { message } if message.contains("revoked by an admin")),
+        matches!(&err, Error::ReauthorizationRequired { reason: ReauthorizationReason::DeadLogin, message } if message.contains("revoked by an admin")),
         "{err:?}"
     );
     assert_eq!(tenant.hits().await, 0);
@@ -816,7 +818,10 @@ async fn login_older_than_180_days_requires_reauthorization_without_a_request() 
     old.put(login(&clock, "rt-1", 181 * DAY)).await;
     let err = fail(&server, &client(middleware(&server, Arc::new(old), &clock))).await;
     match &err {
-        Error::ReauthorizationRequired { message } => assert!(message.contains("180"), "{message}"),
+        Error::ReauthorizationRequired { reason, message } => {
+            assert_eq!(*reason, ReauthorizationReason::SessionExpired);
+            assert!(message.contains("180"), "{message}")
+        }
         other => panic!("expected ReauthorizationRequired, got {other:?}"),
     }
     assert_eq!(tenant.hits().await, 0);
@@ -847,7 +852,8 @@ async fn empty_store_requires_a_login_first() {
     let err = fail(&server, &client).await;
 
     match &err {
-        Error::ReauthorizationRequired { message } => {
+        Error::ReauthorizationRequired { reason, message } => {
+            assert_eq!(*reason, ReauthorizationReason::NoLogin);
             assert!(message.contains("log in"), "{message}")
         }
         other => panic!("expected ReauthorizationRequired, got {other:?}"),

@@ -216,7 +216,7 @@ async fn reauthorization_error_echoing_the_refresh_token_is_scrubbed() {
     })
     .await;
     match &err {
-        Error::ReauthorizationRequired { message } => {
+        Error::ReauthorizationRequired { message, .. } => {
             assert_eq!(message, "refresh token [redacted] was already used");
         }
         other => panic!("expected ReauthorizationRequired, got {other:?}"),

@@ -222,6 +222,7 @@ impl ErrorShape {
 
         if code_in(&self.reauthorize_codes) {
             return Error::ReauthorizationRequired {
+                reason: crate::error::ReauthorizationReason::Refused,
                 message: message(true),
             };
         }

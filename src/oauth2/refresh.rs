@@ -26,7 +26,7 @@ use url::Url;
 use super::login::stored_from_token;
 use super::OAuthClient;
 use crate::engine::{ErrorShape, Param};
-use crate::error::Error;
+use crate::error::{Error, ReauthorizationReason};
 use crate::source::{FetchContext, FetchReason, TokenSource};
 use crate::store::{DeadLogin, StoreLock, StoredTokens, TokenStore};
 use crate::token::Token;
@@ -199,6 +199,7 @@ impl RefreshTokenSource {
             .load(&self.key)
             .await?
             .ok_or_else(|| Error::ReauthorizationRequired {
+                reason: ReauthorizationReason::NoLogin,
                 message: "no login stored; log in first".into(),
             })
     }
@@ -214,6 +215,7 @@ impl RefreshTokenSource {
         if let Some(limit) = self.session_limit {
             if now.duration_since(stored.authorized_at).unwrap_or_default() >= limit {
                 return Err(Error::ReauthorizationRequired {
+                    reason: ReauthorizationReason::SessionExpired,
                     message: format!("the login is older than {} days", limit.as_secs() / 86_400),
                 });
             }
@@ -223,6 +225,7 @@ impl RefreshTokenSource {
                 .refresh_token
                 .clone()
                 .ok_or_else(|| Error::ReauthorizationRequired {
+                    reason: ReauthorizationReason::NoLogin,
                     message: "no refresh token stored; log in first".into(),
                 })?;
         let params = std::iter::once(("refresh_token".to_owned(), Param::Secret(refresh_token)))
@@ -254,7 +257,7 @@ impl RefreshTokenSource {
                     let _ = save_or_keep(&*store, &key, &unsaved, tokens).await;
                     Ok(token)
                 }
-                Err(Error::ReauthorizationRequired { message }) => {
+                Err(Error::ReauthorizationRequired { reason, message }) => {
                     // The login is dead: mark it (when, why), keep the tokens for inspection.
                     // Not kept in memory if the store fails: a dead token sent again costs a
                     // request, while a mark saved later could overwrite a new login.
@@ -263,7 +266,7 @@ impl RefreshTokenSource {
                     if let Err(err) = store.save(&key, &dead).await {
                         tracing::warn!(error = %err, "could not mark the dead login in the store");
                     }
-                    Err(Error::ReauthorizationRequired { message })
+                    Err(Error::ReauthorizationRequired { reason, message })
                 }
                 Err(err) => Err(err),
             }
@@ -301,6 +304,7 @@ impl TokenSource for RefreshTokenSource {
         let stored = self.current().await?;
         if let Some(dead) = &stored.dead {
             return Err(Error::ReauthorizationRequired {
+                reason: ReauthorizationReason::DeadLogin,
                 message: format!(
                     "the stored login was refused by the authorization server ({}); log in again",
                     dead.reason
