@@ -102,19 +102,7 @@ impl Source {
 /// The AdGem layer: an [`AuthMiddleware`] over an AdGem [`Source`].
 pub type Auth = AuthMiddleware<Source>;
 
-partner_source!("AdGem");
-
-impl AuthMiddleware<Source> {
-    /// An AdGem layer against the production host [`BASE_URL`].
-    pub fn new(credentials: Credentials) -> Self {
-        Self::from_source(Source::new(credentials))
-    }
-
-    /// An AdGem layer against another host (a sandbox, a mock).
-    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
-        Self::from_source(Source::with_base_url(credentials, base))
-    }
-}
+partner_source!("AdGem", production);
 
 #[cfg(test)]
 mod tests {

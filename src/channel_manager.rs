@@ -99,11 +99,3 @@ impl Source {
 pub type Auth = AuthMiddleware<Source>;
 
 partner_source!("the channel manager");
-
-impl AuthMiddleware<Source> {
-    /// A channel manager layer against `base` (token endpoint `<base>/getToken`; the token
-    /// goes to requests for that origin). The contract names no production host.
-    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
-        Self::from_source(Source::with_base_url(credentials, base))
-    }
-}

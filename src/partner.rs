@@ -57,12 +57,32 @@ pub(crate) fn parse_url(url: &str, role: &'static str) -> Result<Url, Error> {
 
 /// A partner's token source over the engine, and its layer.
 ///
-/// `partner_source!(Name, "/token/path")` makes `Source` a [`TokenSource`] by delegation to
-/// its `inner: HttpTokenSource`, gives it the setters every partner shares, and gives
-/// `AuthMiddleware<Source>` the constructor `with_base_url`; with `production = CONST` also
-/// `new` on both, against that host.
+/// `partner_source!("Name")`, in a module that defines `Source { inner: HttpTokenSource }`
+/// with `Source::with_base_url(Credentials, &Url)` and `type Auth = AuthMiddleware<Source>`,
+/// makes `Source` a [`TokenSource`](crate::TokenSource) by delegation, gives it the setters
+/// every partner shares, and gives the layer `with_base_url`.
+/// `partner_source!("Name", production)` also gives the layer `new`, over `Source::new`
+/// (the production host).
 macro_rules! partner_source {
+    ($partner:literal, production) => {
+        $crate::partner::partner_source!($partner);
+
+        impl $crate::AuthMiddleware<Source> {
+            #[doc = concat!("A layer for ", $partner, " against the production host [`BASE_URL`].")]
+            pub fn new(credentials: Credentials) -> Self {
+                Self::from_source(Source::new(credentials))
+            }
+        }
+    };
     ($partner:literal) => {
+        impl $crate::AuthMiddleware<Source> {
+            #[doc = concat!("A layer for ", $partner, " against `base` (a sandbox, a mock, or a host the contract")]
+            /// does not name); the token goes to requests for that origin.
+            pub fn with_base_url(credentials: Credentials, base: &url::Url) -> Self {
+                Self::from_source(Source::with_base_url(credentials, base))
+            }
+        }
+
         #[$crate::async_trait]
         impl $crate::TokenSource for Source {
             async fn fetch(

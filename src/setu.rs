@@ -82,11 +82,3 @@ impl Source {
 pub type Auth = AuthMiddleware<Source>;
 
 partner_source!("Setu");
-
-impl AuthMiddleware<Source> {
-    /// A Setu layer against `base` (token endpoint `<base>/auth/token`; the token goes to
-    /// requests for that origin). Setu's contract names no production host.
-    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
-        Self::from_source(Source::with_base_url(credentials, base))
-    }
-}

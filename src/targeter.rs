@@ -100,19 +100,7 @@ impl Source {
 /// The Targeter layer: an [`AuthMiddleware`] over a Targeter [`Source`].
 pub type Auth = AuthMiddleware<Source>;
 
-partner_source!("Targeter");
-
-impl AuthMiddleware<Source> {
-    /// A Targeter layer against the production host [`BASE_URL`].
-    pub fn new(credentials: Credentials) -> Self {
-        Self::from_source(Source::new(credentials))
-    }
-
-    /// A Targeter layer against another host (a sandbox, a mock).
-    pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
-        Self::from_source(Source::with_base_url(credentials, base))
-    }
-}
+partner_source!("Targeter", production);
 
 #[cfg(test)]
 mod tests {
