@@ -1,7 +1,10 @@
 //! The one error type of the crate.
 //!
-//! Inside a [`reqwest_middleware::ClientWithMiddleware`] the layer returns it wrapped in
-//! [`reqwest_middleware::Error::Middleware`]; [`Error::from_middleware`] gets it back:
+//! Inside a [`reqwest_middleware::ClientWithMiddleware`] the layer returns it in
+//! [`reqwest_middleware::Error::Middleware`], under a message of the layer's own ("could not
+//! authorize the request") whose `source()` is the [`Error`]. [`Error::from_middleware`] gets
+//! it back, also from behind other layers (reqwest-retry's `RetryError`); [`Error::find`] finds
+//! it in any error's `source()` chain (an `anyhow::Error` with context, your own error type):
 //!
 //! ```
 //! use reqwest_partner_auth::Error;
@@ -375,15 +378,88 @@ pub enum Malformed {
 }
 
 impl Error {
-    /// Finds this crate's error inside an error returned by a `ClientWithMiddleware`.
+    /// Finds this crate's error inside an error returned by a `ClientWithMiddleware`, also when
+    /// other layers wrapped it (reqwest-retry's `RetryError`, in either variant).
     ///
-    /// Returns `None` when the failure did not come from this crate (a plain transport error
-    /// of the API call itself, for example).
+    /// The same as [`Error::find`] on `err`. Returns `None` when the failure did not come from
+    /// this crate (a plain transport error of the API call itself, for example).
+    ///
+    /// ```no_run
+    /// use reqwest_middleware::{ClientBuilder, Middleware};
+    /// use reqwest_partner_auth::Error;
+    /// use reqwest_retry::{policies::ExponentialBackoff, RetryTransientMiddleware};
+    ///
+    /// // `auth`: a layer of this crate, such as `targeter::Auth::new(credentials)`.
+    /// # async fn run(auth: impl Middleware) {
+    /// let client = ClientBuilder::new(reqwest::Client::new())
+    ///     .with(RetryTransientMiddleware::new_with_policy(
+    ///         ExponentialBackoff::builder().build_with_max_retries(3),
+    ///     ))
+    ///     .with(auth)
+    ///     .build();
+    /// if let Err(err) = client.get("https://storhaug.targeter.tech/api/campaign").send().await {
+    ///     // `err` holds reqwest-retry's `RetryError`, which holds the layer's error.
+    ///     if let Some(Error::InvalidCredentials { message, .. }) = Error::from_middleware(&err) {
+    ///         eprintln!("check the credentials: {message}");
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn from_middleware(err: &reqwest_middleware::Error) -> Option<&Error> {
-        match err {
-            reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
-            reqwest_middleware::Error::Reqwest(_) => None,
+        Error::find(err)
+    }
+
+    /// Finds this crate's error in `err` or in its chain of `source()`s: the first one there.
+    ///
+    /// Works on a `reqwest_middleware::Error` (as [`Error::from_middleware`]), on an
+    /// `anyhow::Error` that one was turned into, with any number of `.context(..)` layers (pass
+    /// `err.as_ref()`), and on errors of your own whose `source()` leads to one.
+    ///
+    /// This works through wrappers that are `#[error(transparent)]` (such as
+    /// `reqwest_middleware::Error` and reqwest-retry's `RetryError::Error`), whose `source()`
+    /// is their inner error's `source()`, because the layer never hands out an [`Error`] bare:
+    /// it travels under a message of the layer's own ("could not authorize the request")
+    /// whose `source()` it is.
+    ///
+    /// ```
+    /// use anyhow::Context;
+    /// use reqwest_partner_auth::Error;
+    ///
+    /// # fn main() {
+    /// # let from_the_client: reqwest_middleware::Error = Error::FetchCancelled.into();
+    /// // An error a `ClientWithMiddleware` returned, with context added on its way up.
+    /// let err: anyhow::Error = Err::<(), _>(from_the_client)
+    ///     .context("fetching campaigns")
+    ///     .context("nightly sync")
+    ///     .unwrap_err();
+    ///
+    /// assert!(matches!(Error::find(err.as_ref()), Some(Error::FetchCancelled)));
+    /// assert_eq!(
+    ///     format!("{err:#}"),
+    ///     "nightly sync: fetching campaigns: could not authorize the request: \
+    ///      token fetch was cancelled (its runtime shut down)",
+    /// );
+    /// # }
+    /// ```
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<Error>() {
+                return Some(found);
+            }
+            next = match err.downcast_ref::<reqwest_middleware::Error>() {
+                // Transparent: its `source()` skips the error it holds, which may be ours when
+                // it was put there by hand (`reqwest_middleware::Error::middleware(err)`).
+                Some(reqwest_middleware::Error::Middleware(inner)) => {
+                    if let Some(found) = inner.downcast_ref::<Error>() {
+                        return Some(found);
+                    }
+                    inner.source()
+                }
+                _ => err.source(),
+            };
         }
+        None
     }
 
     /// `true` when trying again later may succeed: transport errors, 5xx, 429 and 408, a fetch
@@ -434,9 +510,18 @@ impl Error {
     }
 }
 
+/// What a layer's failure reads as at the top of a `reqwest_middleware::Error`.
+const LAYER_FAILED: &str = "could not authorize the request";
+
+/// How the layers hand their [`Error`] to the middleware chain: as the `source()` of the
+/// message "could not authorize the request" (an anyhow context), so that the chain of
+/// `source()`s leads to it even behind wrappers that are `#[error(transparent)]` (which skip
+/// the error they hold), and its `Display` is not repeated. [`Error::find`] and
+/// [`Error::from_middleware`] find it; so does `anyhow::Error::downcast_ref::<Error>()` on the
+/// `Middleware` variant (anyhow downcasts a context to the error under it).
 impl From<Error> for reqwest_middleware::Error {
     fn from(err: Error) -> Self {
-        reqwest_middleware::Error::middleware(err)
+        reqwest_middleware::Error::Middleware(anyhow::Error::new(err).context(LAYER_FAILED))
     }
 }
 
