@@ -103,9 +103,22 @@ macro_rules! partner_source {
 
         impl Source {
             /// The `reqwest::Client` the token endpoint is called with (default
-            /// [`default_token_client`](crate::engine::default_token_client)).
+            /// [`default_token_client`](crate::engine::default_token_client)). Its connect
+            /// timeout is its own: [`connect_timeout`](Self::connect_timeout) does not change
+            /// it, whether called before or after this (reqwest cannot change it per request).
             pub fn http_client(mut self, client: reqwest::Client) -> Self {
                 self.inner = self.inner.http_client(client);
+                self
+            }
+
+            /// How long a connect to the token endpoint may take (default
+            /// [`DEFAULT_CONNECT_TIMEOUT`](crate::engine::DEFAULT_CONNECT_TIMEOUT), 5 s): a
+            /// connect that hangs fails with [`Error::Transport`](crate::Error::Transport)
+            /// long before [`timeout`](Self::timeout). It applies to the client the source
+            /// builds itself; a client given with [`http_client`](Self::http_client), before
+            /// or after this call, keeps its own connect timeout.
+            pub fn connect_timeout(mut self, connect_timeout: std::time::Duration) -> Self {
+                self.inner = self.inner.connect_timeout(connect_timeout);
                 self
             }
 

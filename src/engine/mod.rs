@@ -126,15 +126,88 @@ pub use response::{ErrorShape, ResponseShape, DEFAULT_MAX_BODY};
 /// [`HttpTokenSource::timeout`] (or `timeout` on the OAuth 2.0 sources).
 pub const DEFAULT_TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the client a source builds itself waits to connect to the token endpoint
+/// (resolving the name, connecting, the TLS handshake); change it with
+/// [`HttpTokenSource::connect_timeout`] (or `connect_timeout` on the partner and OAuth 2.0
+/// sources). A client given with `http_client` keeps its own.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The `reqwest::Client` token endpoints are called with unless one is given: 10 s timeout,
-/// 5 s connect timeout, and no redirects (a redirect must not carry credentials elsewhere).
+/// 5 s connect timeout ([`DEFAULT_CONNECT_TIMEOUT`]), and no redirects (a redirect must not
+/// carry credentials elsewhere).
 pub fn default_token_client() -> reqwest::Client {
+    token_client(DEFAULT_CONNECT_TIMEOUT)
+}
+
+/// [`default_token_client`] with another connect timeout.
+fn token_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(DEFAULT_TOKEN_TIMEOUT)
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(connect_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The client a token source calls its endpoint with: one it builds itself, whose connect
+/// timeout is the source's setting, or one the user gave, whose own settings rule (reqwest
+/// cannot change a connect timeout per request). A given client wins whichever setter comes
+/// first.
+#[derive(Clone)]
+pub(crate) enum TokenClient {
+    /// Built by the source, with this connect timeout.
+    Built {
+        client: reqwest::Client,
+        connect_timeout: Duration,
+    },
+    /// Given through `http_client`.
+    Given(reqwest::Client),
+}
+
+impl TokenClient {
+    /// The [`default_token_client`].
+    pub(crate) fn new() -> Self {
+        Self::Built {
+            client: default_token_client(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// A built client with `connect_timeout` (built again only if it changes); a given client
+    /// stays as it is.
+    pub(crate) fn connect_timeout(self, connect_timeout: Duration) -> Self {
+        match self {
+            Self::Built {
+                connect_timeout: current,
+                ..
+            } if current != connect_timeout => Self::Built {
+                client: token_client(connect_timeout),
+                connect_timeout,
+            },
+            unchanged => unchanged,
+        }
+    }
+
+    /// The client to send with.
+    pub(crate) fn get(&self) -> &reqwest::Client {
+        match self {
+            Self::Built { client, .. } | Self::Given(client) => client,
+        }
+    }
+}
+
+impl fmt::Debug for TokenClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Built {
+                connect_timeout, ..
+            } => f
+                .debug_struct("Built")
+                .field("connect_timeout", connect_timeout)
+                .finish_non_exhaustive(),
+            Self::Given(_) => f.write_str("Given"),
+        }
+    }
 }
 
 /// How credentials travel to the token endpoint.
@@ -218,7 +291,7 @@ impl fmt::Debug for Param {
 /// Configure the token URL the redirect points to instead.
 #[derive(Clone)]
 pub struct HttpTokenSource {
-    client: reqwest::Client,
+    client: TokenClient,
     url: Url,
     encoding: Encoding,
     params: Vec<(String, Param)>,
@@ -244,6 +317,7 @@ impl fmt::Debug for HttpTokenSource {
             )
             .field("response", &self.response)
             .field("timeout", &self.timeout)
+            .field("client", &self.client)
             .field(
                 "scope",
                 &self.scope.iter().map(Url::as_str).collect::<Vec<_>>(),
@@ -256,8 +330,14 @@ impl HttpTokenSource {
     /// A source that POSTs to `url`: JSON encoding, OAuth 2.0 response and error shapes,
     /// scoped to no origin until [`add_origin`](Self::add_origin).
     pub fn post(url: Url) -> Self {
+        Self::post_with(url, TokenClient::new())
+    }
+
+    /// [`post`](Self::post) with `client`: an OAuth 2.0 client's, as its settings made it
+    /// (no default client built to be dropped).
+    pub(crate) fn post_with(url: Url, client: TokenClient) -> Self {
         Self {
-            client: default_token_client(),
+            client,
             url,
             encoding: Encoding::Json,
             params: Vec::new(),
@@ -320,9 +400,24 @@ impl HttpTokenSource {
     /// [`default_token_client`].
     ///
     /// Whatever client is given, token requests follow no redirect and are cut off after
-    /// [`timeout`](Self::timeout) (which replaces the client's own timeout).
+    /// [`timeout`](Self::timeout) (which replaces the client's own timeout). Its connect
+    /// timeout is its own: [`connect_timeout`](Self::connect_timeout) does not change it,
+    /// whether it is called before or after this (reqwest cannot change it per request).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = client;
+        self.client = TokenClient::Given(client);
+        self
+    }
+
+    /// How long a connect to the token endpoint may take (resolving the name, connecting,
+    /// the TLS handshake; default [`DEFAULT_CONNECT_TIMEOUT`], 5 s), within
+    /// [`timeout`](Self::timeout): a connect that hangs fails with an [`Error::Transport`]
+    /// whose source says connect and timeout, and is retried as a transient failure.
+    ///
+    /// It applies to the client the source builds itself; a client given with
+    /// [`http_client`](Self::http_client), before or after this call, keeps its own connect
+    /// timeout (reqwest cannot change it per request): set it on that client's builder.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.client = self.client.connect_timeout(connect_timeout);
         self
     }
 
@@ -429,6 +524,7 @@ impl HttpTokenSource {
         }));
         let mut req = self
             .client
+            .get()
             .post(url.clone())
             .timeout(self.timeout)
             .header(http::header::CONTENT_TYPE, content_type)

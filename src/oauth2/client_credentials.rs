@@ -111,9 +111,22 @@ impl ClientCredentialsSource {
     }
 
     /// The `reqwest::Client` for the token endpoint. Whatever client is given, token
-    /// requests follow no redirect and are cut off after [`timeout`](Self::timeout).
+    /// requests follow no redirect and are cut off after [`timeout`](Self::timeout). Its
+    /// connect timeout is its own: [`connect_timeout`](Self::connect_timeout) does not change
+    /// it, whether called before or after this (reqwest cannot change it per request).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = self.client.http_client(client);
+        self
+    }
+
+    /// How long a connect to the token endpoint may take (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`](crate::engine::DEFAULT_CONNECT_TIMEOUT), 5 s): a connect
+    /// that hangs fails with [`Error::Transport`] long before [`timeout`](Self::timeout). It
+    /// applies to the client the source builds itself; a client given with
+    /// [`http_client`](Self::http_client), before or after this call, keeps its own connect
+    /// timeout.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.client = self.client.connect_timeout(connect_timeout);
         self
     }
 

@@ -55,9 +55,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use url::Url;
 
-use crate::engine::{
-    default_token_client, Encoding, HttpTokenSource, Param, DEFAULT_TOKEN_TIMEOUT,
-};
+use crate::engine::{Encoding, HttpTokenSource, Param, TokenClient, DEFAULT_TOKEN_TIMEOUT};
 use crate::error::Error;
 use crate::partner::{endpoint, parse_url};
 
@@ -99,7 +97,7 @@ pub struct OAuthClient {
     pub(crate) scopes: Vec<String>,
     pub(crate) redirect_uri: Option<Url>,
     pub(crate) issuer: Option<String>,
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: TokenClient,
     pub(crate) timeout: Duration,
     pub(crate) allow_insecure_http: bool,
 }
@@ -142,7 +140,7 @@ impl OAuthClient {
             scopes: Vec::new(),
             redirect_uri: None,
             issuer: None,
-            http: default_token_client(),
+            http: TokenClient::new(),
             timeout: DEFAULT_TOKEN_TIMEOUT,
             allow_insecure_http: false,
         }
@@ -222,10 +220,24 @@ impl OAuthClient {
     }
 
     /// The `reqwest::Client` for token requests (default
-    /// [`default_token_client`]). Whatever client is given,
-    /// token requests follow no redirect and are cut off after [`timeout`](Self::timeout).
+    /// [`default_token_client`](crate::engine::default_token_client)). Whatever client is
+    /// given, token requests follow no redirect and are cut off after
+    /// [`timeout`](Self::timeout). Its connect timeout is its own:
+    /// [`connect_timeout`](Self::connect_timeout) does not change it, whether called before or
+    /// after this (reqwest cannot change it per request).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = client;
+        self.http = TokenClient::Given(client);
+        self
+    }
+
+    /// How long a connect to the token endpoint may take, for the code exchange and every
+    /// refresh (default [`DEFAULT_CONNECT_TIMEOUT`](crate::engine::DEFAULT_CONNECT_TIMEOUT),
+    /// 5 s): a connect that hangs fails with [`Error::Transport`] long before
+    /// [`timeout`](Self::timeout). It applies to the client this client builds itself; one
+    /// given with [`http_client`](Self::http_client), before or after this call, keeps its own
+    /// connect timeout.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.http = self.http.connect_timeout(connect_timeout);
         self
     }
 
@@ -266,9 +278,8 @@ impl OAuthClient {
         grant_type: &str,
         params: impl IntoIterator<Item = (N, Param)>,
     ) -> HttpTokenSource {
-        let mut engine = HttpTokenSource::post(self.token_url.clone())
+        let mut engine = HttpTokenSource::post_with(self.token_url.clone(), self.http.clone())
             .encoding(Encoding::Form)
-            .http_client(self.http.clone())
             .timeout(self.timeout)
             .param("grant_type", Param::text(grant_type));
         if self.allow_insecure_http {
