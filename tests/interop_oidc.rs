@@ -1,9 +1,12 @@
 //! Interop suite: the OAuth 2.0 flows against a real, independently written authorization
 //! server (oidc-provider 9.13, `tests/oidc/server.mjs`) started on 127.0.0.1 per test.
 //!
-//! Needs `node` (>= 20) on PATH and `npm ci --prefix tests/oidc`. Without them every test
-//! prints a `SKIPPED:` notice and passes, unless `PARTNER_AUTH_REQUIRE_SERVICES=1`, which
-//! makes them fail.
+//! Needs `node` (>= 20) on PATH and the pinned oidc-provider in `tests/oidc/node_modules`:
+//! when it is missing, the first test runs `npm ci --prefix tests/oidc` (once per process,
+//! under a lock shared with any other test process) and the others wait for it. Without node,
+//! or when it is missing and npm is not on PATH or the install fails, every test prints a
+//! `SKIPPED:` notice and passes, unless `PARTNER_AUTH_REQUIRE_SERVICES=1`, which makes them
+//! fail.
 //!
 //! The server is a strict judge of refresh-token handling: refresh tokens rotate on every
 //! use, and presenting a used one again revokes the whole login ("family"), after which the

@@ -1,14 +1,15 @@
-//! Harness for the interop suite: the oidc-provider server (`tests/oidc/server.mjs`) started
-//! on 127.0.0.1 and killed on drop, a headless code + PKCE login driven over plain HTTP with
-//! a small cookie jar, a resource API stand-in (httpmock) that echoes the bearer token it got,
+//! Harness for the interop suite: the pinned oidc-provider installed on first use (`npm ci
+//! --prefix tests/oidc`, once per checkout), the server (`tests/oidc/server.mjs`) started on
+//! 127.0.0.1 and killed on drop, a headless code + PKCE login driven over plain HTTP with a
+//! small cookie jar, a resource API stand-in (httpmock) that echoes the bearer token it got,
 //! JWT claim reading, and a token store that counts saves (one save = one refresh).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use httpmock::MockServer;
@@ -27,6 +28,12 @@ pub(crate) const REQUIRE_ENV: &str = "PARTNER_AUTH_REQUIRE_SERVICES";
 
 /// How long the server may take to print its `LISTENING` line.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long `npm ci` may take to install oidc-provider (it takes seconds).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long to wait for another test process that is installing it.
+const INSTALL_LOCK_WAIT: Duration = Duration::from_secs(330);
 
 /// A line on the real stderr. `eprintln!` inside a test is captured by the test harness and
 /// only shown on failure; a skip notice must be visible in a passing run.
@@ -47,8 +54,136 @@ fn oidc_dir() -> PathBuf {
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .flat_map(|dir| [dir.join(program), dir.join(format!("{program}.exe"))])
+        .flat_map(|dir| {
+            [
+                dir.join(program),
+                dir.join(format!("{program}.exe")),
+                dir.join(format!("{program}.cmd")),
+            ]
+        })
         .find(|p| p.is_file())
+}
+
+fn installed(dir: &Path) -> bool {
+    dir.join("node_modules/oidc-provider/package.json")
+        .is_file()
+}
+
+/// Node and the pinned oidc-provider, ready to run `server.mjs`: `Err` says why not. The
+/// first test of the process installs oidc-provider when it is missing and `npm` is on PATH
+/// (`npm ci --prefix tests/oidc`); the others wait for it and share its outcome.
+fn oidc_provider() -> Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY.get_or_init(install_if_missing).clone()
+}
+
+fn install_if_missing() -> Result<(), String> {
+    let dir = oidc_dir();
+    if find_on_path("node").is_none() {
+        return Err("`node` was not found on PATH".to_owned());
+    }
+    // Held until the end: another test process (a second `cargo test`) checks and installs
+    // under the same lock, so neither sees the other's half-written node_modules.
+    let _lock = InstallLock::acquire(&dir)?;
+    if installed(&dir) {
+        return Ok(());
+    }
+    let Some(npm) = find_on_path("npm") else {
+        return Err(format!(
+            "{} is missing and `npm` was not found on PATH to install it",
+            dir.join("node_modules/oidc-provider").display()
+        ));
+    };
+    notice(
+        "interop: tests/oidc/node_modules is missing: installing the pinned oidc-provider \
+         with `npm ci --prefix tests/oidc` (once for this checkout)",
+    );
+    let started = Instant::now();
+    let mut child = Command::new(npm)
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(&dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        // npm's own lines go to the real stderr, visible in a passing run like the notices.
+        .stdout(std::io::stderr())
+        .stderr(std::io::stderr())
+        .spawn()
+        .map_err(|e| format!("could not run `npm ci --prefix tests/oidc`: {e}"))?;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < INSTALL_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`npm ci --prefix tests/oidc` did not finish within {INSTALL_TIMEOUT:?}"
+                ));
+            }
+            Err(e) => return Err(format!("waiting for `npm ci --prefix tests/oidc`: {e}")),
+        }
+    };
+    if !status.success() {
+        return Err(format!("`npm ci --prefix tests/oidc` failed ({status})"));
+    }
+    if !installed(&dir) {
+        return Err(format!(
+            "`npm ci --prefix tests/oidc` succeeded but {} is still missing",
+            dir.join("node_modules/oidc-provider").display()
+        ));
+    }
+    notice(&format!(
+        "interop: installed oidc-provider in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// The cross-process lock of the install: an exclusive `flock` on the tracked
+/// `tests/oidc/package-lock.json` (which `npm ci` reads and never writes), so no lock file is
+/// left behind and every test process of this checkout, whatever its target directory, takes
+/// the same lock. Released when dropped. Without `flock` (not unix) there is no lock.
+struct InstallLock {
+    _file: Option<std::fs::File>,
+}
+
+impl InstallLock {
+    #[cfg(unix)]
+    fn acquire(dir: &Path) -> Result<Self, String> {
+        use rustix::fs::{flock, FlockOperation};
+
+        let path = dir.join("package-lock.json");
+        let file = std::fs::File::open(&path)
+            .map_err(|e| format!("could not open {} to lock it: {e}", path.display()))?;
+        let deadline = Instant::now() + INSTALL_LOCK_WAIT;
+        let mut told = false;
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Self { _file: Some(file) }),
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK && Instant::now() < deadline => {
+                    if !told {
+                        notice("interop: waiting for another test process to finish installing oidc-provider");
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    return Err(format!(
+                        "another test process held the install lock on {} for over {INSTALL_LOCK_WAIT:?}",
+                        path.display()
+                    ))
+                }
+                Err(e) => return Err(format!("could not lock {}: {e}", path.display())),
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn acquire(_dir: &Path) -> Result<Self, String> {
+        Ok(Self { _file: None })
+    }
 }
 
 /// A running `tests/oidc/server.mjs`. Dropping it kills the process and reaps it.
@@ -60,35 +195,25 @@ pub(crate) struct OidcServer {
 impl OidcServer {
     /// Starts the server with `ACCESS_TOKEN_TTL=ttl_secs`.
     ///
-    /// `None` (after printing a notice) when node or oidc-provider is not installed, unless
+    /// Installs oidc-provider first if it is missing (once per process, see
+    /// [`oidc_provider`]). `None` (after printing a notice) when node is not installed, or
+    /// oidc-provider is missing and cannot be installed (no npm, a failed `npm ci`), unless
     /// `PARTNER_AUTH_REQUIRE_SERVICES=1`, which panics instead. A server that is installed
     /// but does not come up is always a failure.
     pub(crate) fn start(test: &str, ttl_secs: u64) -> Option<Self> {
         let dir = oidc_dir();
-        let missing = match find_on_path("node") {
-            None => Some("`node` was not found on PATH".to_owned()),
-            Some(_)
-                if !dir
-                    .join("node_modules/oidc-provider/package.json")
-                    .is_file() =>
-            {
-                Some(format!(
-                    "{} is missing",
-                    dir.join("node_modules/oidc-provider").display()
-                ))
-            }
-            Some(_) => None,
-        };
-        if let Some(why) = missing {
+        if let Err(why) = oidc_provider() {
             if require_services() {
                 panic!(
                     "{test}: the OAuth 2.0 interop server is required ({REQUIRE_ENV}=1) but \
-                     unavailable: {why}. Install Node >= 20 and run `npm ci --prefix tests/oidc`."
+                     unavailable: {why}. Install Node >= 20 with npm (the tests then run \
+                     `npm ci --prefix tests/oidc` themselves), or run that command by hand."
                 );
             }
             notice(&format!(
-                "SKIPPED: {test}: oidc-provider not installed (run npm ci --prefix tests/oidc; \
-                 needs node >= 20 on PATH): {why}. Set {REQUIRE_ENV}=1 to make this a failure."
+                "SKIPPED: {test}: the oidc-provider server is unavailable: {why}. It needs \
+                 node >= 20 and npm on PATH (the tests then run `npm ci --prefix tests/oidc` \
+                 themselves). Set {REQUIRE_ENV}=1 to make this a failure."
             ));
             return None;
         }
