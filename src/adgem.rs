@@ -84,6 +84,7 @@ impl Source {
     /// Against another host (a sandbox, a mock). The token goes to requests for this origin.
     pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/v1/apps/tokens"))
+            .named("adgem")
             .param("adgem_pub_id", Param::Integer(credentials.pub_id))
             .param("adgem_app_id", Param::Integer(credentials.app_id))
             .param("client_id", Param::Text(credentials.client_id))

@@ -31,9 +31,11 @@ use backon::BackoffBuilder as _;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use http::HeaderValue;
 use secrecy::ExposeSecret as _;
+use tracing::Instrument as _;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
+use crate::observe::{Event, Hooks, Observer, RejectionAction};
 use crate::source::{FetchContext, FetchReason, TokenSource};
 use crate::token::Token;
 
@@ -113,6 +115,7 @@ pub(crate) struct CacheConfig {
     pub(crate) system_clock: bool,
     pub(crate) fetch_deadline: Duration,
     pub(crate) rejection_cooldown: Duration,
+    pub(crate) hooks: Hooks,
 }
 
 impl Default for CacheConfig {
@@ -125,6 +128,7 @@ impl Default for CacheConfig {
             system_clock: true,
             fetch_deadline: DEFAULT_FETCH_DEADLINE,
             rejection_cooldown: DEFAULT_REJECTION_COOLDOWN,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -257,6 +261,8 @@ struct Flights {
 struct InFlight {
     id: u64,
     flight: Flight,
+    /// The fetch's `token_fetch` span: requests that join the flight follow from it.
+    span: tracing::Span,
     /// When it started (tokio's clock, which drives the deadline).
     started: tokio::time::Instant,
 }
@@ -406,6 +412,13 @@ impl<S: TokenSource> TokenCacheBuilder<S> {
         self
     }
 
+    /// Adds an observer of the cache's events (fetches, token changes, rejections, replays,
+    /// stale tokens served); see [`observe`](crate::observe). Several may be added.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.config.hooks.add(Arc::new(observer));
+        self
+    }
+
     /// The cache, its policy fixed from now on.
     pub fn build(self) -> TokenCache<S> {
         TokenCache {
@@ -521,6 +534,29 @@ impl<S: TokenSource> TokenCache<S> {
     /// Records a rejection of the token of `generation`: drops that token unless it was
     /// replaced already or a rejection-driven fetch happened within the cool-down.
     pub(crate) fn note_rejection(&self, generation: u64) -> Rejection {
+        let rejection = self.note_rejection_locked(generation);
+        let action = match rejection {
+            Rejection::Dropped => RejectionAction::Dropped,
+            Rejection::AlreadyReplaced => RejectionAction::AlreadyReplaced,
+            Rejection::CoolingDown => RejectionAction::CoolingDown,
+        };
+        self.config.hooks.emit(&Event::Rejected {
+            source: self.state.source.name(),
+            generation,
+            action,
+        });
+        rejection
+    }
+
+    /// A replay went out with the token of `generation`.
+    pub(crate) fn note_replay(&self, generation: u64) {
+        self.config.hooks.emit(&Event::Replayed {
+            source: self.state.source.name(),
+            generation,
+        });
+    }
+
+    fn note_rejection_locked(&self, generation: u64) -> Rejection {
         let mut flights = self.state.lock_flights();
         let current = self.state.current.load();
         if current.as_ref().is_none_or(|e| e.generation != generation) {
@@ -598,6 +634,11 @@ impl<S: TokenSource> TokenCache<S> {
         match &*self.state.current.load() {
             Some(entry) if !entry.expired(now) => {
                 tracing::warn!(error = %err, "token refresh failed; using the current token until it expires");
+                self.config.hooks.emit(&Event::StaleServed {
+                    source: self.state.source.name(),
+                    generation: entry.generation,
+                    error: &err,
+                });
                 Ok(entry.lease())
             }
             _ => Err(err),
@@ -634,6 +675,7 @@ impl<S: TokenSource> TokenCache<S> {
         reason: FetchReason,
     ) -> (u64, Flight, tokio::time::Instant) {
         if let Some(f) = flights.current.as_ref() {
+            tracing::Span::current().follows_from(&f.span);
             return (f.id, f.flight.clone(), f.started);
         }
         flights.next_id += 1;
@@ -648,47 +690,79 @@ impl<S: TokenSource> TokenCache<S> {
             state: Arc::clone(&state),
             id,
         };
-        let task = tokio::spawn(async move {
-            let slot_guard = slot_guard;
-            let fetch = fetch_with_retries(&state.source, &config, reason);
-            let result = match tokio::time::timeout(config.fetch_deadline, fetch).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(
-                        deadline_ms = config.fetch_deadline.as_millis() as u64,
-                        "token fetch ran past its deadline; abandoning it"
-                    );
-                    Err(Error::FetchTimeout {
-                        deadline: config.fetch_deadline,
-                    })
-                }
-            };
-            *state
-                .background_paused_until
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = result
-                .is_err()
-                .then(|| config.clock.now() + BACKGROUND_RETRY_PAUSE);
-            let mut flights = state.lock_flights();
-            let still_ours = flights.current.as_ref().is_some_and(|f| f.id == id);
-            let result = result.map(|token| {
-                let generation = state.generations.fetch_add(1, Ordering::Relaxed) + 1;
-                let held = state.current.load_full();
-                let entry = Arc::new(new_entry(token, generation, &config, held.as_deref()));
-                // An abandoned flight (cleared, timed out) hands its token to its own waiters
-                // but does not replace what a newer flight may have cached.
+        let source_name = self.state.source.name();
+        // A child of the current span: the request that needs the token.
+        let span = tracing::info_span!(
+            "token_fetch",
+            source = source_name,
+            endpoint = self
+                .state
+                .source
+                .endpoint()
+                .map(|url| url.origin().ascii_serialization()),
+            reason = reason.as_str(),
+            attempts = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+            error = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+            generation = tracing::field::Empty,
+        );
+        let task_span = span.clone();
+        let task = tokio::spawn(
+            async move {
+                let slot_guard = slot_guard;
+                let source = state.source.name();
+                config.hooks.emit(&Event::FetchStarted { source, reason });
+                let attempts = std::sync::atomic::AtomicU32::new(0);
+                let fetch = fetch_with_retries(&state.source, &config, reason, &attempts);
+                let started = Instant::now();
+                let result = match tokio::time::timeout(config.fetch_deadline, fetch).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(
+                            deadline_ms = config.fetch_deadline.as_millis() as u64,
+                            "token fetch ran past its deadline; abandoning it"
+                        );
+                        Err(Error::FetchTimeout {
+                            deadline: config.fetch_deadline,
+                        })
+                    }
+                };
+                *state
+                    .background_paused_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = result
+                    .is_err()
+                    .then(|| config.clock.now() + BACKGROUND_RETRY_PAUSE);
+                let elapsed = started.elapsed();
+                let mut flights = state.lock_flights();
+                let still_ours = flights.current.as_ref().is_some_and(|f| f.id == id);
+                let mut changed = false;
+                let result = result.map(|token| {
+                    let generation = state.generations.fetch_add(1, Ordering::Relaxed) + 1;
+                    let held = state.current.load_full();
+                    changed = held.as_ref().is_none_or(|held| {
+                        held.token.secret().expose_secret() != token.secret().expose_secret()
+                    });
+                    let entry = Arc::new(new_entry(token, generation, &config, held.as_deref()));
+                    // An abandoned flight (cleared, timed out) hands its token to its own waiters
+                    // but does not replace what a newer flight may have cached.
+                    if still_ours {
+                        state.current.store(Some(Arc::clone(&entry)));
+                    }
+                    entry
+                });
                 if still_ours {
-                    state.current.store(Some(Arc::clone(&entry)));
+                    flights.current = None;
                 }
-                entry
-            });
-            if still_ours {
-                flights.current = None;
+                drop(flights);
+                drop(slot_guard);
+                let attempts = attempts.load(Ordering::Relaxed);
+                report_fetch(&config, source, reason, &result, attempts, elapsed, changed);
+                result
             }
-            drop(flights);
-            drop(slot_guard);
-            result
-        });
+            .instrument(task_span),
+        );
         let flight: BoxFuture<'static, Result<Arc<Entry>, Error>> = Box::pin(async move {
             match task.await {
                 Ok(result) => result,
@@ -700,6 +774,7 @@ impl<S: TokenSource> TokenCache<S> {
         flights.current = Some(InFlight {
             id,
             flight: flight.clone(),
+            span,
             started,
         });
         (id, flight, started)
@@ -817,10 +892,60 @@ mod hot_clock {
 /// expiry is within this of the held one's does not live longer.
 const REISSUE_TOLERANCE: Duration = Duration::from_secs(1);
 
+/// Records a finished fetch on its span (the current one) and tells the observers.
+fn report_fetch(
+    config: &CacheConfig,
+    source: &str,
+    reason: FetchReason,
+    result: &Result<Arc<Entry>, Error>,
+    attempts: u32,
+    elapsed: Duration,
+    changed: bool,
+) {
+    let span = tracing::Span::current();
+    span.record("attempts", attempts);
+    span.record(
+        "latency_ms",
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+    );
+    match result {
+        Ok(entry) => {
+            span.record("outcome", "fetched");
+            span.record("generation", entry.generation);
+        }
+        Err(err) => {
+            let outcome = match err {
+                Error::FetchTimeout { .. } => "timed_out",
+                Error::FetchCancelled => "cancelled",
+                _ => "failed",
+            };
+            span.record("outcome", outcome);
+            span.record("error", tracing::field::display(err));
+        }
+    }
+    config.hooks.emit(&Event::FetchFinished {
+        source,
+        reason,
+        result: result.as_ref().map(|entry| entry.generation),
+        attempts,
+        elapsed,
+    });
+    if let (Ok(entry), true) = (result, changed) {
+        let now = config.clock.now();
+        config.hooks.emit(&Event::TokenChanged {
+            source,
+            token: &entry.token,
+            generation: entry.generation,
+            expires_in: entry.expires_at.map(|at| at.saturating_duration_since(now)),
+        });
+    }
+}
+
 async fn fetch_with_retries<S: TokenSource>(
     source: &S,
     config: &CacheConfig,
     reason: FetchReason,
+    attempts: &std::sync::atomic::AtomicU32,
 ) -> Result<Token, Error> {
     let cx = FetchContext {
         clock: Arc::clone(&config.clock),
@@ -835,6 +960,7 @@ async fn fetch_with_retries<S: TokenSource>(
         .build();
     let mut attempt = 1;
     loop {
+        attempts.store(attempt, Ordering::Relaxed);
         match source.fetch(&cx).await {
             Ok(token) => return Ok(token),
             Err(err) if source.should_retry(&err) && attempt < policy.max_attempts.max(1) => {

@@ -69,6 +69,7 @@ impl Source {
     /// The contract names no host: give the base URL of the connectivity API.
     pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/getToken"))
+            .named("channel_manager")
             .encoding(Encoding::Form)
             .param("username", Param::Text(credentials.username))
             .param("password", Param::Secret(credentials.password))

@@ -58,6 +58,9 @@
 //!   travel only over TLS or to loopback, unless the source allows plain http (one switch per
 //!   partner, covering its token endpoint and its API): otherwise the request fails with
 //!   [`Error::InsecureTransport`] before anything is sent.
+//! * **Visible.** Every fetch runs in a `token_fetch` span, child of the request that needed
+//!   the token; an [`observe::Observer`] hears fetches, token changes, rejections, replays and
+//!   stale tokens served, and the `metrics` feature counts them ([`observe`]).
 //! * **Never printed.** Credentials, tokens and refresh tokens are redacted in `Debug`,
 //!   `Display`, errors and logs, also when a partner echoes them back JSON-escaped, form- or
 //!   percent-encoded or inside a Basic header.
@@ -111,7 +114,10 @@
 //! # Errors
 //!
 //! Failures of the layer reach the caller as [`reqwest_middleware::Error::Middleware`]
-//! holding an [`Error`]; [`Error::from_middleware`] finds it:
+//! holding an [`Error`]; [`Error::from_middleware`] finds it, and [`Error::find`] finds it
+//! behind any wrapper (reqwest-retry's `RetryError`, `anyhow` contexts). In a stack with
+//! `reqwest-retry`, put the retry layer *outside* this one (added before it), so that every
+//! retry passes through the layer and re-reads the token:
 //!
 //! ```
 //! use reqwest_partner_auth::Error;
@@ -144,6 +150,7 @@
 //! | `partners` | yes | all five partner modules |
 //! | `oauth2` | yes | the [`oauth2`] module: client credentials, login with PKCE, rotating refresh tokens (adds `sha2`, `rand`) |
 //! | `file-store` | yes | [`store::FileStore`] (adds `tempfile`, `fs4`) |
+//! | `metrics` | yes | counters and a latency histogram of token fetches through the `metrics` facade ([`observe`]) |
 //!
 //! The core (the layer, the cache, the engine, the memory store) needs none of them. A
 //! Targeter-only build: `default-features = false, features = ["rustls", "targeter"]`.
@@ -160,6 +167,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod middleware;
+pub mod observe;
 mod partner;
 #[cfg(test)]
 mod proptests;

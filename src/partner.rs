@@ -99,6 +99,14 @@ macro_rules! partner_source {
             fn allows_insecure_http(&self) -> bool {
                 self.inner.allows_insecure_http()
             }
+
+            fn name(&self) -> &str {
+                self.inner.name()
+            }
+
+            fn endpoint(&self) -> Option<&url::Url> {
+                self.inner.endpoint()
+            }
         }
 
         impl Source {

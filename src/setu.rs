@@ -66,6 +66,7 @@ impl Source {
     /// Setu's contract names no host: give the Bridge base URL of your environment.
     pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/auth/token"))
+            .named("setu")
             .encoding(Encoding::Form)
             .param("grant_type", Param::text("client_credentials"))
             .param("client_id", Param::Text(credentials.client_id))

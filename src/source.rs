@@ -20,6 +20,17 @@ pub enum FetchReason {
     Rejected,
 }
 
+impl FetchReason {
+    /// `first`, `expiring` or `rejected`: the name spans and metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FetchReason::Initial => "first",
+            FetchReason::Expiring => "expiring",
+            FetchReason::Rejected => "rejected",
+        }
+    }
+}
+
 /// What the cache tells a source when it asks for a token.
 #[derive(Debug, Clone)]
 pub struct FetchContext {
@@ -115,6 +126,18 @@ pub trait TokenSource: Send + Sync + 'static {
     /// usually the partner's API base URL. Default: none.
     fn api_origins(&self) -> Vec<Url> {
         Vec::new()
+    }
+
+    /// A short name for spans, metrics and observers (`targeter`, `adgem`, ...). Default: the
+    /// type's name. Never a secret.
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
+
+    /// The token endpoint, if the source has one; spans show its origin (scheme, host and
+    /// port, never a path or query). Default: none.
+    fn endpoint(&self) -> Option<&Url> {
+        None
     }
 
     /// Whether credentials may travel over plain `http://` to hosts that are not loopback,

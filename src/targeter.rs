@@ -83,6 +83,7 @@ impl Source {
     /// Against another host (a sandbox, a mock). The token goes to requests for this origin.
     pub fn with_base_url(credentials: Credentials, base: &Url) -> Self {
         let inner = HttpTokenSource::post(endpoint(base, "/api/auth/token"))
+            .named("targeter")
             .param("api_key", Param::Text(credentials.api_key))
             .param("api_secret", Param::Secret(credentials.api_secret))
             .response(

@@ -303,6 +303,8 @@ pub struct HttpTokenSource {
     max_body: usize,
     timeout: Duration,
     allow_insecure_http: bool,
+    /// The name spans, metrics and observers show.
+    name: std::borrow::Cow<'static, str>,
 }
 
 impl fmt::Debug for HttpTokenSource {
@@ -349,7 +351,15 @@ impl HttpTokenSource {
             max_body: DEFAULT_MAX_BODY,
             timeout: DEFAULT_TOKEN_TIMEOUT,
             allow_insecure_http: false,
+            name: std::borrow::Cow::Borrowed("http"),
         }
+    }
+
+    /// The name spans, metrics and observers show for this source (default `http`): the
+    /// partner's, such as `acme`. Not a secret.
+    pub fn named(mut self, name: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// How the parameters travel.
@@ -623,5 +633,13 @@ impl TokenSource for HttpTokenSource {
 
     fn allows_insecure_http(&self) -> bool {
         self.allow_insecure_http
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn endpoint(&self) -> Option<&Url> {
+        Some(&self.url)
     }
 }

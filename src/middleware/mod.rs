@@ -250,6 +250,12 @@ impl<S: TokenSource> AuthMiddlewareBuilder<TokenCacheBuilder<S>> {
         self
     }
 
+    /// Adds an observer of the cache's events. See [`TokenCacheBuilder::observer`].
+    pub fn observer(mut self, observer: impl crate::observe::Observer) -> Self {
+        self.cache = self.cache.observer(observer);
+        self
+    }
+
     /// The layer, its settings and its cache's policy fixed from now on.
     pub fn build(self) -> AuthMiddleware<S> {
         let cache = self.cache.build();
@@ -396,7 +402,8 @@ impl<S: TokenSource> AuthMiddleware<S> {
         };
         tracing::debug!(status = %response.status(), "api rejected the token; refreshing and replaying once");
         drop(response);
-        authorize(&mut replay, self.cache.replacement().await?);
+        let generation = authorize(&mut replay, self.cache.replacement().await?);
+        self.cache.note_replay(generation);
         next.run(replay, extensions).await
     }
 }

@@ -177,6 +177,14 @@ impl TokenSource for ClientCredentialsSource {
     fn allows_insecure_http(&self) -> bool {
         self.client.allow_insecure_http
     }
+
+    fn name(&self) -> &str {
+        "oauth2_client_credentials"
+    }
+
+    fn endpoint(&self) -> Option<&Url> {
+        Some(&self.client.token_url)
+    }
 }
 
 /// The client credentials middleware.

@@ -351,6 +351,14 @@ impl TokenSource for RefreshTokenSource {
     fn allows_insecure_http(&self) -> bool {
         self.client.allow_insecure_http
     }
+
+    fn name(&self) -> &str {
+        "oauth2_refresh_token"
+    }
+
+    fn endpoint(&self) -> Option<&Url> {
+        Some(&self.client.token_url)
+    }
 }
 
 /// The stored access token, if it has comfortably long left.

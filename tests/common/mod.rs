@@ -75,6 +75,14 @@ impl TokenSource for TestSource {
     fn allows_insecure_http(&self) -> bool {
         self.inner.allows_insecure_http()
     }
+
+    fn name(&self) -> &str {
+        "test"
+    }
+
+    fn endpoint(&self) -> Option<&Url> {
+        self.inner.endpoint()
+    }
 }
 
 /// A layer builder over `S`, its cache policy still open.
