@@ -270,6 +270,9 @@ struct InFlight {
 struct State<S> {
     source: S,
     current: ArcSwapOption<Entry>,
+    /// The token `current` replaced (or that was dropped): a request still carrying it (sent
+    /// again by a retry layer below the one that authorised it) is given the current one.
+    previous: ArcSwapOption<Entry>,
     flights: Mutex<Flights>,
     generations: AtomicU64,
     /// After a failed fetch, background refreshes wait until then, so a partner outage
@@ -425,6 +428,7 @@ impl<S: TokenSource> TokenCacheBuilder<S> {
             state: Arc::new(State {
                 source: self.source,
                 current: ArcSwapOption::empty(),
+                previous: ArcSwapOption::empty(),
                 flights: Mutex::new(Flights::default()),
                 generations: AtomicU64::new(0),
                 background_paused_until: Mutex::new(None),
@@ -548,6 +552,17 @@ impl<S: TokenSource> TokenCache<S> {
         rejection
     }
 
+    /// Whether `value` is the `Authorization` of a token this cache handed out: the current
+    /// one or the one before it.
+    pub(crate) fn issued(&self, value: &HeaderValue) -> bool {
+        let is = |slot: &ArcSwapOption<Entry>| {
+            slot.load()
+                .as_ref()
+                .is_some_and(|e| e.token.header_value() == value)
+        };
+        is(&self.state.current) || is(&self.state.previous)
+    }
+
     /// A replay went out with the token of `generation`.
     pub(crate) fn note_replay(&self, generation: u64) {
         self.config.hooks.emit(&Event::Replayed {
@@ -573,7 +588,7 @@ impl<S: TokenSource> TokenCache<S> {
         }
         flights.last_rejection = Some(now);
         tracing::debug!(generation, "token rejected by the api; dropping it");
-        self.state.current.store(None);
+        self.state.previous.store(self.state.current.swap(None));
         Rejection::Dropped
     }
 
@@ -584,7 +599,7 @@ impl<S: TokenSource> TokenCache<S> {
         let current = self.state.current.load();
         if current.as_ref().is_some_and(|e| e.generation == generation) {
             tracing::debug!(generation, "token invalidated; dropping it");
-            self.state.current.store(None);
+            self.state.previous.store(self.state.current.swap(None));
         }
     }
 
@@ -748,7 +763,9 @@ impl<S: TokenSource> TokenCache<S> {
                     // An abandoned flight (cleared, timed out) hands its token to its own waiters
                     // but does not replace what a newer flight may have cached.
                     if still_ours {
-                        state.current.store(Some(Arc::clone(&entry)));
+                        if let Some(held) = state.current.swap(Some(Arc::clone(&entry))) {
+                            state.previous.store(Some(held));
+                        }
                     }
                     entry
                 });

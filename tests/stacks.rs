@@ -659,3 +659,56 @@ async fn streaming_body_is_refused_by_the_retry_layer_with_retry_outside_auth() 
 async fn streaming_body_is_refused_by_the_retry_layer_with_auth_outside_retry() {
     streaming_body_is_refused_by_the_retry_layer(Order::AuthOutsideRetry).await;
 }
+
+/// When the retry layer must sit inside the auth layer, the same layer (a clone: one cache)
+/// added below the retry layer too keeps retries from re-sending a token it knows to be
+/// stale: every attempt passes through it, and a token of its own that has expired or been
+/// replaced is replaced before the attempt goes out. The API sees `tok-1`, then `tok-2`: no
+/// 401 is spent, and only the outer layer replays (nothing here needs to).
+#[tokio::test]
+async fn the_same_layer_below_the_retry_layer_replaces_a_token_that_expired_during_the_wait() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, LIFETIME, Duration::ZERO).await;
+    let (api, seen) = api_expiring_during_the_retry_wait(&server, &clock).await;
+    let auth = middleware(&server, &clock).build();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(TracingMiddleware::default())
+        .with(auth.clone())
+        .with(retry_layer())
+        .with(auth)
+        .build();
+
+    let res = client.get(server.url(API_PATH)).send().await.unwrap();
+
+    assert_eq!(res.status(), 200);
+    assert_eq!(seen.all(), [bearer(1), bearer(2)], "no 401 spent");
+    assert_eq!(api.calls_async().await, 2);
+    assert_eq!(token.calls_async().await, 2);
+}
+
+/// A request that carries an `Authorization` of its own (not a token of this layer) is left
+/// alone by the layer below the retry layer as well.
+#[tokio::test]
+async fn the_layer_below_the_retry_layer_leaves_a_foreign_authorization_alone() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, LIFETIME, Duration::ZERO).await;
+    let (_api, seen) = api_mock(&server, |_, _| status(200)).await;
+    let auth = middleware(&server, &clock).build();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(auth.clone())
+        .with(retry_layer())
+        .with(auth)
+        .build();
+
+    client
+        .get(server.url(API_PATH))
+        .header("authorization", "Bearer my-own")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(seen.all(), ["Bearer my-own"]);
+    assert_eq!(token.calls_async().await, 0);
+}

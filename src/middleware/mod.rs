@@ -77,7 +77,10 @@ where
 ///   [`api_origins`](TokenSource::api_origins), and those added with
 ///   [`AuthMiddlewareBuilder::add_origin`]). Others pass through untouched and cost no token
 ///   fetch.
-/// * A request that already has an `Authorization` header is left alone.
+/// * A request that already has an `Authorization` header is left alone, unless that header
+///   holds a token of this layer's own cache (the request is being sent again, by a retry
+///   layer below a clone of this layer): then it gets the usable token, should the one it
+///   carries have expired or been replaced.
 /// * Credentials only travel over TLS, or plain HTTP to a loopback host, unless the source
 ///   allows plain http ([`TokenSource::allows_insecure_http`]): otherwise the request
 ///   fails with [`Error::InsecureTransport`](crate::Error::InsecureTransport) before anything
@@ -104,6 +107,18 @@ pub struct AuthMiddleware<S> {
     scope: CredentialScope,
     replay: bool,
     rejection: Arc<dyn RejectionPolicy>,
+}
+
+/// Clones share the cache (token, policy, single flight); the layer settings are copied.
+impl<S> Clone for AuthMiddleware<S> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            scope: self.scope.clone(),
+            replay: self.replay,
+            rejection: Arc::clone(&self.rejection),
+        }
+    }
 }
 
 impl<S> std::fmt::Debug for AuthMiddleware<S> {
@@ -471,6 +486,26 @@ impl<S: TokenSource> AuthMiddleware<S> {
         }
     }
 
+    /// A request that already carries a token of this layer's cache (a retry layer below a
+    /// clone of this layer sends it again): the token is replaced if it is no longer the usable
+    /// one. No replay here: the layer that authorised the request first replays it.
+    async fn reauthorize_then_send(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let lease = match self.cache.cached() {
+            Some(lease) => lease,
+            None => self.cache.token_slow().await?,
+        };
+        if req.headers().get(AUTHORIZATION) != Some(lease.header_value()) {
+            tracing::debug!("a request sent again carries an old token; replacing it");
+            authorize(&mut req, lease);
+        }
+        next.run(req, extensions).await
+    }
+
     /// The path of a request that must wait for a token (none cached yet, or past the skew
     /// point): boxed apart from the hot path.
     async fn wait_then_send(
@@ -501,7 +536,16 @@ impl<S: TokenSource> Middleware for AuthMiddleware<S> {
         Self: 'async_trait,
     {
         match self.scope.applies_to(&req) {
-            Ok(false) => next.run(req, extensions),
+            Ok(false) => match req.headers().get(AUTHORIZATION) {
+                // A request this layer (or a clone above a retry layer) authorised, sent again:
+                // its token may have expired or been replaced meanwhile.
+                Some(value)
+                    if self.scope.origins.contains(req.url()) && self.cache.issued(value) =>
+                {
+                    Box::pin(self.reauthorize_then_send(req, extensions, next))
+                }
+                _ => next.run(req, extensions),
+            },
             Err(err) => Box::pin(std::future::ready(Err(err.into()))),
             Ok(true) => match self.cache.cached() {
                 Some(lease) => self.send_authorized(req, lease, extensions, next),
