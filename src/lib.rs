@@ -200,6 +200,9 @@ pub use cache::TokenCache;
 pub use clock::Clock;
 pub use error::Error;
 pub use middleware::{AuthMiddleware, NoReplay};
+#[cfg(feature = "keyed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
+pub use middleware::{TenantAuth, TenantKey};
 pub use source::{FetchContext, FetchReason, TokenSource};
 pub use token::Token;
 

@@ -1,6 +1,13 @@
 //! [`AuthMiddleware`]: where the header goes, and the one replay after a rejection.
 
+#[cfg(feature = "keyed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
+mod keyed;
 pub(crate) mod scope;
+
+#[cfg(feature = "keyed")]
+#[cfg_attr(docsrs, doc(cfg(feature = "keyed")))]
+pub use keyed::{SourceProvider, TenantAuth, TenantAuthBuilder, TenantKey, DEFAULT_MAX_TENANTS};
 
 use std::future::Future;
 use std::pin::Pin;
