@@ -107,7 +107,7 @@ fn layer(
         .retry_policy(retries())
 }
 
-impl IntoLayer for TenantAuth<Tenants> {
+impl<P: SourceProvider> IntoLayer for TenantAuth<P> {
     type Layer = Self;
     fn into_layer(self) -> Self {
         self
@@ -399,4 +399,145 @@ async fn debug_of_the_layer_shows_no_secret() {
     assert!(debug.contains("TenantAuth"), "{debug}");
     assert!(debug.contains("cached_tenants: 1"), "{debug}");
     assert!(key_debug.contains("acme"), "{key_debug}");
+}
+
+// -------------------------------------------------------------------------------------------
+// Tenants whose logins persist in a store (rotating refresh tokens)
+// -------------------------------------------------------------------------------------------
+
+#[cfg(feature = "oauth2")]
+mod stored_logins {
+    use std::sync::Arc;
+
+    use httpmock::{HttpMockRequest, HttpMockResponse, MockServer};
+    use reqwest_partner_auth::clock::ManualClock;
+    use reqwest_partner_auth::middleware::{SourceProvider, TenantAuth};
+    use reqwest_partner_auth::oauth2::{OAuthClient, RefreshTokenSource};
+    use reqwest_partner_auth::store::{MemoryStore, StoredTokens, TokenStore};
+    use reqwest_partner_auth::{Clock as _, Error, TenantKey};
+    use secrecy::ExposeSecret as _;
+
+    use super::common::{base, client, echo_mock, json_response};
+
+    /// Every tenant's login lives in one store, under `tenant/<key>`.
+    struct Logins {
+        domain: String,
+        store: Arc<dyn TokenStore>,
+    }
+
+    #[reqwest_partner_auth::async_trait]
+    impl SourceProvider for Logins {
+        type Source = RefreshTokenSource;
+
+        async fn source(&self, key: &TenantKey) -> Result<Option<RefreshTokenSource>, Error> {
+            let client = OAuthClient::auth0(&self.domain, "agency-client")?;
+            Ok(Some(RefreshTokenSource::new(
+                client,
+                Arc::clone(&self.store),
+                format!("tenant/{key}"),
+            )))
+        }
+    }
+
+    /// A rotating token endpoint: `rt-<tenant>-<n>` buys `<tenant>-tok-<n>` and
+    /// `rt-<tenant>-<n+1>`.
+    fn rotate(req: &HttpMockRequest) -> HttpMockResponse {
+        let body = String::from_utf8_lossy(req.body().as_ref()).into_owned();
+        let rt = body
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("refresh_token="))
+            .unwrap_or_default()
+            .to_owned();
+        let (tenant, n) = rt
+            .strip_prefix("rt-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .map(|(t, n)| (t.to_owned(), n.parse::<u32>().unwrap()))
+            .unwrap();
+        json_response(
+            200,
+            &format!(
+                r#"{{"access_token":"{tenant}-tok-{n}","refresh_token":"rt-{tenant}-{}","token_type":"Bearer","expires_in":3600}}"#,
+                n + 1
+            ),
+        )
+    }
+
+    /// Each tenant refreshes its own login and the rotated refresh token is saved under its
+    /// own key; a second layer over the same store (a restart) uses the saved access tokens
+    /// without refreshing again.
+    async fn logins_persist_per_tenant(store: Arc<dyn TokenStore>) {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let tokens = server
+            .mock_async(|when, then| {
+                when.path("/oauth/token");
+                then.respond_with(rotate);
+            })
+            .await;
+        let api = echo_mock(&server, |when| when.path("/api")).await;
+        for tenant in ["acme", "zeta"] {
+            let login =
+                StoredTokens::from_refresh_token(format!("rt-{tenant}-1"), clock.system_now());
+            store
+                .save(&format!("tenant/{tenant}"), &login)
+                .await
+                .unwrap();
+        }
+        let layer = |store: &Arc<dyn TokenStore>| {
+            TenantAuth::builder(
+                Logins {
+                    domain: server.base_url(),
+                    store: Arc::clone(store),
+                },
+                &base(&server),
+            )
+            .clock(Arc::new(clock.clone()))
+            .build()
+        };
+
+        for round in 0..2 {
+            let client = client(layer(&store));
+            for tenant in ["acme", "zeta"] {
+                let res = client
+                    .get(format!("{}/api", server.base_url()))
+                    .with_extension(TenantKey::new(tenant))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    res.text().await.unwrap(),
+                    format!("Bearer {tenant}-tok-1"),
+                    "round {round}"
+                );
+            }
+        }
+
+        assert_eq!(tokens.calls_async().await, 2);
+        assert_eq!(api.calls_async().await, 4);
+        for tenant in ["acme", "zeta"] {
+            let saved = store
+                .load(&format!("tenant/{tenant}"))
+                .await
+                .unwrap()
+                .unwrap();
+            let rt = saved
+                .refresh_token
+                .as_ref()
+                .map(|s| s.expose_secret().to_owned());
+            assert_eq!(rt.as_deref(), Some(format!("rt-{tenant}-2").as_str()));
+        }
+    }
+
+    #[tokio::test]
+    async fn tenant_logins_persist_in_a_memory_store() {
+        logins_persist_per_tenant(Arc::new(MemoryStore::new())).await;
+    }
+
+    #[cfg(feature = "file-store")]
+    #[tokio::test]
+    async fn tenant_logins_persist_in_a_file_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = reqwest_partner_auth::store::FileStore::new(dir.path().join("tenants.json"));
+        logins_persist_per_tenant(Arc::new(store)).await;
+    }
 }
