@@ -103,6 +103,11 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
+//! One partner, many clients (an agency, an offer wall): [`TenantAuth`] (feature `keyed`) is
+//! one layer whose requests name their tenant with a [`TenantKey`] extension; it keeps a token
+//! cache per tenant, in a bounded LRU, with the sources a
+//! [`SourceProvider`](middleware::SourceProvider) returns.
+//!
 //! # Adding a partner
 //!
 //! A partner that answers one `POST` of credentials with a token is a configuration of the
@@ -151,6 +156,7 @@
 //! | `oauth2` | yes | the [`oauth2`] module: client credentials, login with PKCE, rotating refresh tokens (adds `sha2`, `rand`) |
 //! | `file-store` | yes | [`store::FileStore`] (adds `tempfile`, `fs4`) |
 //! | `metrics` | yes | counters and a latency histogram of token fetches through the `metrics` facade ([`observe`]) |
+//! | `keyed` | yes | [`TenantAuth`]: one layer for many tenants, a token cache per tenant in a bounded LRU (adds `moka`) |
 //!
 //! The core (the layer, the cache, the engine, the memory store) needs none of them. A
 //! Targeter-only build: `default-features = false, features = ["rustls", "targeter"]`.
