@@ -541,3 +541,48 @@ mod stored_logins {
         logins_persist_per_tenant(Arc::new(store)).await;
     }
 }
+
+/// A request that already carries `Authorization` is left alone (with or without a tenant),
+/// unless it carries an old token of its tenant's own cache (sent again by a retry layer
+/// below a clone of this layer): then it gets the tenant's usable token.
+#[tokio::test]
+async fn a_request_with_its_own_authorization_is_left_alone_unless_it_is_an_old_tenant_token() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let acme = tenant_tokens(&server, "acme", Duration::ZERO).await;
+    let api = rejecting_echo_mock(
+        &server,
+        |when| when.path("/api"),
+        &["acme-tok-1"],
+        r#"{"error":"token expired"}"#,
+    )
+    .await;
+    let tenants = Tenants::new(&server, &["acme", "zeta"]);
+    let client = client(layer(&server, &tenants, &clock).build());
+    let url = format!("{}/api", server.base_url());
+    let send = |authorization: &'static str, tenant: Option<&'static str>| {
+        let mut request = client.get(&url).header("authorization", authorization);
+        if let Some(tenant) = tenant {
+            request = request.with_extension(TenantKey::new(tenant));
+        }
+        async move {
+            let res = request.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.text().await.unwrap()
+        }
+    };
+
+    // acme-tok-1 is rejected and replaced by acme-tok-2.
+    assert_eq!(get_as(&client, &server, "acme").await, "Bearer acme-tok-2");
+    assert_eq!(
+        send("Bearer acme-tok-1", Some("acme")).await,
+        "Bearer acme-tok-2"
+    );
+    assert_eq!(send("Bearer mine", Some("acme")).await, "Bearer mine");
+    assert_eq!(send("Bearer mine", Some("zeta")).await, "Bearer mine");
+    assert_eq!(send("Bearer mine", None).await, "Bearer mine");
+
+    assert_eq!(acme.calls_async().await, 2);
+    assert_eq!(api.calls_async().await, 6);
+    assert_eq!(tenants.asked("zeta"), 0);
+}

@@ -218,7 +218,9 @@ struct Inner<P: SourceProvider> {
 /// tenant with a [`TenantKey`] extension and gets that tenant's token.
 ///
 /// * Requests to origins outside the layer's pass untouched (no key needed), as do requests
-///   that already carry `Authorization`.
+///   that already carry `Authorization`, unless it is an old token of the named tenant's own
+///   cache (a retry layer below a clone of this layer sends the request again): then, as in
+///   [`AuthMiddleware`], the tenant's usable token replaces it.
 /// * A request in scope that names no tenant, or one the [`SourceProvider`] does not know,
 ///   fails with [`Error::NoCredential`] before anything is sent.
 /// * Each tenant has its own [`AuthMiddleware`], built from the provider's source, the
@@ -333,6 +335,12 @@ impl<P: SourceProvider> Inner<P> {
         })
     }
 
+    /// Tenant `key`'s slot if its layer is built.
+    fn cached_slot(&self, key: TenantKey) -> Option<(TenantKey, Slot<P::Source>)> {
+        let slot = self.tenants.get(&key)?;
+        slot.initialized().then_some((key, slot))
+    }
+
     /// Finds (or builds, once however many ask) tenant `key`'s layer and hands it the request.
     async fn send(
         &self,
@@ -371,10 +379,20 @@ impl<P: SourceProvider> Middleware for TenantAuth<P> {
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        if req.headers().contains_key(AUTHORIZATION) || !self.inner.origins.contains(req.url()) {
+        if !self.inner.origins.contains(req.url()) {
             return next.run(req, extensions);
         }
-        let Some(key) = extensions.get::<TenantKey>().cloned() else {
+        let key = extensions.get::<TenantKey>().cloned();
+        if req.headers().contains_key(AUTHORIZATION) {
+            // The caller's own header, or one of a tenant's tokens sent again (by a retry
+            // layer below a clone of this layer): the tenant's layer, if cached, tells which
+            // and replaces an old token of its own; nothing is looked up for it.
+            return match key.and_then(|key| self.inner.cached_slot(key)) {
+                Some((key, slot)) => Box::pin(self.inner.send(key, slot, req, extensions, next)),
+                None => next.run(req, extensions),
+            };
+        }
+        let Some(key) = key else {
             return Box::pin(std::future::ready(Err(
                 Error::NoCredential { key: None }.into()
             )));
