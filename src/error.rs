@@ -258,6 +258,9 @@ pub enum StoreErrorKind {
     Insecure,
     /// The tokens cannot be stored as they are (a time before 1970).
     Unsupported,
+    /// A shared store's server (Redis) cannot be reached or did not answer in time;
+    /// [`StoreError::io_error`] has the cause. Transient: a later call tries again.
+    Unavailable,
     /// Anything else (a store of your own may use it).
     Other,
 }
@@ -291,6 +294,15 @@ impl StoreError {
         };
         Self {
             kind,
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// A [`StoreErrorKind::Unavailable`] error caused by `source`.
+    pub fn unavailable(message: impl Into<String>, source: std::io::Error) -> Self {
+        Self {
+            kind: StoreErrorKind::Unavailable,
             message: message.into(),
             source: Some(Arc::new(source)),
         }

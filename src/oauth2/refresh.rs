@@ -234,6 +234,9 @@ impl RefreshTokenSource {
                     .iter()
                     .map(|(k, v)| (k.clone(), Param::Text(v.clone()))),
             );
+        // A leased lock (Redis) must outlive the request, or another process could refresh
+        // with the same token once the lease ran out.
+        lock.ensure_held_for(crate::cache::DEFAULT_FETCH_DEADLINE)?;
         let request = self.client.token_request("refresh_token", params);
         let errors = ErrorShape::oauth2().reauthorize_codes(&["invalid_grant"]);
         tracing::debug!("refreshing the access token with the stored refresh token");

@@ -8,18 +8,25 @@
 #[cfg(feature = "file-store")]
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod shared;
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::SecretString;
 
 use crate::error::Error;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisStore, DEFAULT_LEASE, DEFAULT_REDIS_LOCK_TIMEOUT};
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use file::FileStore;
 pub use memory::{MemoryStore, DEFAULT_LOCK_TIMEOUT};
+pub use shared::SharedSource;
 
 /// The tokens of one login, as a store keeps them.
 #[derive(Clone)]
@@ -134,15 +141,58 @@ impl fmt::Debug for StoredTokens {
 }
 
 /// Held while one task refreshes a credential; dropping it releases the lock.
+///
+/// A lock may be leased ([`RedisStore`]'s is): it then ends by
+/// itself after a while, so that a process that died holding it cannot block the others, and
+/// [`remaining`](StoreLock::remaining) says how long it is still held. A holder must not send
+/// a request that may outlive its lease.
 pub struct StoreLock {
     _guard: Box<dyn Send + Sync>,
+    held_until: Option<Instant>,
 }
 
 impl StoreLock {
-    /// Wraps whatever keeps the lock held (a mutex guard, a locked file).
+    /// Wraps whatever keeps the lock held (a mutex guard, a locked file): held until dropped.
     pub fn new(guard: impl Send + Sync + 'static) -> Self {
         Self {
             _guard: Box::new(guard),
+            held_until: None,
+        }
+    }
+
+    /// Wraps a leased lock: held until dropped, but no longer than `until` (real clock).
+    pub fn leased(guard: impl Send + Sync + 'static, until: Instant) -> Self {
+        Self {
+            _guard: Box::new(guard),
+            held_until: Some(until),
+        }
+    }
+
+    /// How long the lock is still held for sure: `None` when it is held until dropped
+    /// ([`MemoryStore`], [`FileStore`]), else what is left of its
+    /// lease (zero once it ran out).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.held_until
+            .map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
+    /// Checks that the lock is still held for at least `needed` (the deadline of the request
+    /// about to be sent under it).
+    ///
+    /// # Errors
+    /// [`Error::Store`] of kind [`StoreErrorKind::LockTimeout`](crate::error::StoreErrorKind::LockTimeout)
+    /// when the lease has less than `needed` left: sending now could let another holder send
+    /// the same request once the lease ran out.
+    pub fn ensure_held_for(&self, needed: Duration) -> Result<(), Error> {
+        match self.remaining() {
+            Some(left) if left < needed => Err(crate::error::StoreError::new(
+                crate::error::StoreErrorKind::LockTimeout,
+                format!(
+                    "the lock's lease has {left:?} left, less than the {needed:?} a token request may take; nothing was sent"
+                ),
+            )
+            .into()),
+            _ => Ok(()),
         }
     }
 }
