@@ -228,8 +228,11 @@ struct Inner<P: SourceProvider> {
 ///   ahead, replay after a `401` and rejection cool-down. Plain `http://` to a non-loopback
 ///   host is allowed when the tenant's source allows it.
 /// * At most [`max_tenants`](TenantAuthBuilder::max_tenants) tenants are kept; the least
-///   recently used is evicted (asynchronously, at moka's next maintenance), and looked up
-///   and fetched again when it returns.
+///   recently used is evicted, and looked up and fetched again when it returns. moka records
+///   uses in batches and applies them, and evictions, at its next maintenance (during later
+///   requests, or [`run_pending_tasks`](TenantAuth::run_pending_tasks)): between two runs the
+///   count may exceed the bound a little, and uses not yet applied do not count towards
+///   recency.
 ///
 /// Clones share the tenants.
 ///
