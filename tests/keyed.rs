@@ -6,6 +6,10 @@
 #![cfg(feature = "keyed")]
 
 mod common;
+#[cfg(feature = "redis")]
+#[path = "fleet/support.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod fleet_support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -585,4 +589,75 @@ async fn a_request_with_its_own_authorization_is_left_alone_unless_it_is_an_old_
     assert_eq!(acme.calls_async().await, 2);
     assert_eq!(api.calls_async().await, 6);
     assert_eq!(tenants.asked("zeta"), 0);
+}
+
+// -------------------------------------------------------------------------------------------
+// Tenants whose tokens a fleet shares through Redis
+// -------------------------------------------------------------------------------------------
+
+/// Two layers (two processes of a fleet) over one real `redis-server`: each tenant's token
+/// is shared through `store::SharedSource` under a key of its own, so each tenant's token
+/// endpoint is asked once for both layers, and each tenant gets its own token in both.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn tenants_share_their_tokens_across_layers_through_redis() {
+    use reqwest_partner_auth::store::{RedisStore, SharedSource, TokenStore};
+
+    struct SharedTenants {
+        tenants: Tenants,
+        store: Arc<dyn TokenStore>,
+    }
+
+    #[reqwest_partner_auth::async_trait]
+    impl SourceProvider for SharedTenants {
+        type Source = SharedSource<HttpTokenSource>;
+
+        async fn source(
+            &self,
+            key: &TenantKey,
+        ) -> Result<Option<SharedSource<HttpTokenSource>>, Error> {
+            let source = self.tenants.source(key).await?;
+            Ok(source
+                .map(|s| SharedSource::new(s, Arc::clone(&self.store), format!("partner/{key}"))))
+        }
+    }
+
+    let Some(redis) =
+        fleet_support::RedisServer::start("tenants_share_their_tokens_across_layers_through_redis")
+    else {
+        return;
+    };
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let acme = tenant_tokens(&server, "acme", Duration::ZERO).await;
+    let zeta = tenant_tokens(&server, "zeta", Duration::ZERO).await;
+    echo_mock(&server, |when| when.path("/api")).await;
+    let store: Arc<dyn TokenStore> =
+        Arc::new(RedisStore::open(&redis.url()).unwrap().prefix("keyed-test"));
+    let tenants = Tenants::new(&server, &["acme", "zeta"]);
+    let fleet: Vec<_> = (0..2)
+        .map(|_| {
+            let provider = SharedTenants {
+                tenants: tenants.clone(),
+                store: Arc::clone(&store),
+            };
+            client(
+                TenantAuth::builder(provider, &base(&server))
+                    .clock(Arc::new(clock.clone()))
+                    .retry_policy(retries())
+                    .build(),
+            )
+        })
+        .collect();
+
+    for member in &fleet {
+        assert_eq!(get_as(member, &server, "acme").await, "Bearer acme-tok-1");
+        assert_eq!(get_as(member, &server, "zeta").await, "Bearer zeta-tok-1");
+    }
+
+    assert_eq!(acme.calls_async().await, 1);
+    assert_eq!(zeta.calls_async().await, 1);
+    // Each layer looked each tenant up once.
+    assert_eq!(tenants.asked("acme"), 2);
+    assert_eq!(tenants.asked("zeta"), 2);
 }
