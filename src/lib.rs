@@ -155,6 +155,7 @@
 //! | `partners` | yes | all five partner modules |
 //! | `oauth2` | yes | the [`oauth2`] module: client credentials, login with PKCE, rotating refresh tokens (adds `sha2`, `rand`) |
 //! | `file-store` | yes | [`store::FileStore`] (adds `tempfile`, `fs4`) |
+//! | `redis` | no | `store::RedisStore`: a fleet's tokens and lease locks in Redis, shared with [`store::SharedSource`] (adds `redis`, `sha2`, `rand`) |
 //! | `metrics` | yes | counters and a latency histogram of token fetches through the `metrics` facade ([`observe`]) |
 //! | `keyed` | yes | [`TenantAuth`]: one layer for many tenants, a token cache per tenant in a bounded LRU (adds `moka`) |
 //!
