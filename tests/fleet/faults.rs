@@ -352,3 +352,32 @@ async fn a_connection_lost_during_a_write_keeps_the_token_and_never_reuses_a_ref
     assert_eq!(partner.ledger.token_hits(), 3);
     assert_eq!(partner.ledger.reused(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_the_debug_or_errors_of_a_fleet() {
+    let partner = Partner::start();
+    let port = super::support::free_port();
+    let store = redis_store(&format!("redis://fleet:hunter2-pass@127.0.0.1:{port}/"));
+    let err = store.load(KEY).await.expect_err("nothing listens there");
+    assert!(unavailable(&err), "{err:?}");
+    let err = refreshing(&partner, Arc::new(store.clone()))
+        .token()
+        .await
+        .expect_err("no store, no refresh");
+    let cache = shared(&partner, Arc::new(store.clone()));
+    let lease = cache.token().await.unwrap();
+    let token = header(&lease);
+    let shown = [
+        format!("{err} {err:?} {:?}", std::error::Error::source(&err)),
+        format!("{store:?}"),
+        format!("{:?}", cache.source()),
+    ]
+    .join("\n");
+    for secret in [
+        "hunter2-pass",
+        "fault-secret",
+        token.trim_start_matches("Bearer "),
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
