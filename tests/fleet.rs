@@ -138,6 +138,7 @@ fn four_processes_on_redis_fetch_about_once_per_refresh_not_once_per_process() {
         out.ok(),
         out.failed()
     );
+    println!("redis commands of that run: {}", command_stats(&redis));
     assert!(
         out.ok() > 4 * CONCURRENCY * 10,
         "the fleet barely ran: {}",
@@ -269,6 +270,26 @@ async fn fleet_child() {
         failed += f;
     }
     println!("FLEET_REPORT ok={ok} failed={failed}");
+}
+
+/// `calls` per command the server ran (`INFO commandstats`): what the lock's polling costs.
+fn command_stats(redis: &RedisServer) -> String {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut conn)
+        .unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let calls = rest.split(',').next()?.strip_prefix("calls=")?;
+            Some(format!("{name}={calls}"))
+        })
+        .filter(|s| !s.starts_with("info=") && !s.starts_with("ping="))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn layer<S: reqwest_partner_auth::TokenSource>(auth: AuthMiddleware<S>) -> ClientWithMiddleware {

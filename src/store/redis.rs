@@ -82,6 +82,8 @@ const VERSION: u64 = 1;
 /// Polling, not pub/sub: a waiter costs one `SET` per attempt (at most 20 a second, and only
 /// while another process refreshes, once per token lifetime), needs no second connection
 /// per process, and has nothing to miss when a release message is lost or the holder dies.
+/// Measured (`tests/fleet.rs`, 4 processes x 32 requests for 10 s, 2-second tokens): 40 locks
+/// taken, 13 `SET`s that found the lock held; pub/sub could save only those 13 commands.
 ///
 /// # When Redis cannot be reached
 /// The connection is made on first use and remade by itself when lost. A command that fails
