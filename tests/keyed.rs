@@ -36,6 +36,8 @@ struct Tenants {
     known: Vec<&'static str>,
     asked: Arc<Mutex<HashMap<String, usize>>>,
     delay: Duration,
+    /// When set, a lookup of an unknown key says so on the first and waits for the second.
+    hold_unknown: Option<(Arc<tokio::sync::Notify>, Arc<tokio::sync::Notify>)>,
 }
 
 impl Tenants {
@@ -45,6 +47,7 @@ impl Tenants {
             known: known.to_vec(),
             asked: Arc::default(),
             delay: Duration::ZERO,
+            hold_unknown: None,
         }
     }
 
@@ -68,6 +71,10 @@ impl SourceProvider for Tenants {
             tokio::time::sleep(self.delay).await;
         }
         if !self.known.contains(&key.as_str()) {
+            if let Some((asked, release)) = &self.hold_unknown {
+                asked.notify_one();
+                release.notified().await;
+            }
             return Ok(None);
         }
         Ok(Some(
@@ -660,4 +667,45 @@ async fn tenants_share_their_tokens_across_layers_through_redis() {
     // Each layer looked each tenant up once.
     assert_eq!(tenants.asked("acme"), 2);
     assert_eq!(tenants.asked("zeta"), 2);
+}
+
+/// Requests naming unknown tenants take no room: with room for two tenants, unknown keys
+/// evict neither of the two known ones, even when the tenant map's maintenance runs while the
+/// provider is still looking an unknown key up.
+#[tokio::test]
+async fn unknown_tenants_evict_no_known_tenant() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let acme = tenant_tokens(&server, "acme", Duration::ZERO).await;
+    let zeta = tenant_tokens(&server, "zeta", Duration::ZERO).await;
+    echo_mock(&server, |when| when.path("/api")).await;
+    let mut tenants = Tenants::new(&server, &["acme", "zeta"]);
+    let (asked, release) = (Arc::default(), Arc::default());
+    tenants.hold_unknown = Some((Arc::clone(&asked), Arc::clone(&release)));
+    let layer = layer(&server, &tenants, &clock).max_tenants(2).build();
+    let client = client(layer.clone());
+    let url = format!("{}/api", server.base_url());
+
+    for tenant in ["acme", "zeta"] {
+        get_as(&client, &server, tenant).await;
+        layer.run_pending_tasks();
+    }
+    for n in 0..3 {
+        let ghost = client
+            .get(&url)
+            .with_extension(TenantKey::new(format!("ghost-{n}")));
+        let request = tokio::spawn(layer_error(ghost));
+        asked.notified().await;
+        layer.run_pending_tasks();
+        release.notify_one();
+        let err = request.await.unwrap();
+        assert!(matches!(err, Error::NoCredential { .. }), "{err:?}");
+        layer.run_pending_tasks();
+    }
+    assert_eq!(layer.cached_tenants(), 2);
+    assert_eq!(get_as(&client, &server, "acme").await, "Bearer acme-tok-1");
+    assert_eq!(get_as(&client, &server, "zeta").await, "Bearer zeta-tok-1");
+
+    assert_eq!(acme.calls_async().await, 1);
+    assert_eq!(zeta.calls_async().await, 1);
 }

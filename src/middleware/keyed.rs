@@ -10,13 +10,16 @@
 //! Tenants live in a bounded map ([`moka`]'s synchronous cache, least recently used evicted):
 //! a tenant that comes back after its eviction is looked up again and fetches a new token.
 //! The synchronous cache because the lookup on every request is then a plain function call,
-//! with no future of its own; the one slow step, asking the provider, is awaited outside it
-//! behind a per-tenant [`tokio::sync::OnceCell`], which gives single flight per tenant and lets
-//! the next caller try again after a failure or a cancelled lookup.
+//! with no future of its own. The one slow step, asking the provider, is awaited outside it,
+//! behind a [`tokio::sync::OnceCell`] per key in a small map of lookups in flight: single
+//! flight per tenant, and the next caller tries again after a failure or a cancelled lookup.
+//! A tenant enters the bounded map only once its source is known, so requests naming unknown
+//! tenants take no room and evict no one.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use http::header::AUTHORIZATION;
@@ -129,7 +132,7 @@ impl<P: SourceProvider> SourceProvider for Arc<P> {
 
 /// A fixed set of tenants: each lookup clones the tenant's source.
 #[async_trait::async_trait]
-impl<S> SourceProvider for std::collections::HashMap<TenantKey, S>
+impl<S> SourceProvider for HashMap<TenantKey, S>
 where
     S: TokenSource + Clone,
 {
@@ -201,12 +204,20 @@ impl Observer for SharedObserver {
     }
 }
 
-/// One tenant's layer, built once by the first request that needs it.
-type Slot<S> = Arc<OnceCell<AuthMiddleware<S>>>;
+/// One tenant's layer.
+type Layer<S> = Arc<AuthMiddleware<S>>;
+
+/// A lookup of one tenant in flight: the first request asks the provider, the others wait
+/// for its answer.
+type Lookup<S> = Arc<OnceCell<Layer<S>>>;
 
 struct Inner<P: SourceProvider> {
     provider: P,
-    tenants: moka::sync::Cache<TenantKey, Slot<P::Source>>,
+    /// The tenants whose source is known. A tenant enters only once the provider returned
+    /// its source, so unknown keys and failed lookups take no room and evict nobody.
+    tenants: moka::sync::Cache<TenantKey, Layer<P::Source>>,
+    /// Lookups in flight, by key (held for moments, never across an await).
+    lookups: Mutex<HashMap<TenantKey, Lookup<P::Source>>>,
     max_tenants: u64,
     origins: Scope,
     policy: Policy,
@@ -318,8 +329,39 @@ impl<P: SourceProvider> TenantAuth<P> {
 }
 
 impl<P: SourceProvider> Inner<P> {
+    fn lock_lookups(&self) -> MutexGuard<'_, HashMap<TenantKey, Lookup<P::Source>>> {
+        // The map guards no invariant a panic could break half-way.
+        self.lookups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tenant `key`'s layer: the cached one, else one built from the provider's source (one
+    /// lookup per key however many requests ask at once).
+    async fn layer(&self, key: &TenantKey) -> Result<Layer<P::Source>, Error> {
+        let lookup = {
+            let mut lookups = self.lock_lookups();
+            // Again under the lock: a lookup may have finished since the caller's miss.
+            if let Some(layer) = self.tenants.get(key) {
+                return Ok(layer);
+            }
+            Arc::clone(lookups.entry(key.clone()).or_default())
+        };
+        let found = lookup
+            .get_or_try_init(|| self.build_layer(key))
+            .await
+            .cloned();
+        if let Ok(layer) = &found {
+            self.tenants.insert(key.clone(), Arc::clone(layer));
+        }
+        // Done with this lookup (after a failure, the next request asks again).
+        let mut lookups = self.lock_lookups();
+        if lookups.get(key).is_some_and(|l| Arc::ptr_eq(l, &lookup)) {
+            lookups.remove(key);
+        }
+        found
+    }
+
     /// Tenant `key`'s layer, from the provider's source.
-    async fn layer_for(&self, key: &TenantKey) -> Result<AuthMiddleware<P::Source>, Error> {
+    async fn build_layer(&self, key: &TenantKey) -> Result<Layer<P::Source>, Error> {
         let Some(source) = self.provider.source(key).await? else {
             return Err(Error::NoCredential {
                 key: Some(key.as_str().to_owned()),
@@ -330,43 +372,36 @@ impl<P: SourceProvider> Inner<P> {
             origins: self.origins.clone(),
             allow_insecure_http: cache.source().allows_insecure_http(),
         };
-        Ok(AuthMiddleware {
+        Ok(Arc::new(AuthMiddleware {
             cache,
             scope,
             replay: self.replay,
             rejection: Arc::clone(&self.rejection),
-        })
+        }))
     }
 
-    /// Tenant `key`'s slot if its layer is built.
-    fn cached_slot(&self, key: TenantKey) -> Option<(TenantKey, Slot<P::Source>)> {
-        let slot = self.tenants.get(&key)?;
-        slot.initialized().then_some((key, slot))
-    }
-
-    /// Finds (or builds, once however many ask) tenant `key`'s layer and hands it the request.
-    async fn send(
+    /// Looks tenant `key` up, then hands it the request.
+    async fn look_up_then_send(
         &self,
         key: TenantKey,
-        slot: Slot<P::Source>,
         req: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let layer = match slot.get() {
-            Some(layer) => layer,
-            None => match slot.get_or_try_init(|| self.layer_for(&key)).await {
-                Ok(layer) => layer,
-                Err(err) => {
-                    // Unknown tenants and failed lookups take no room; the next request asks
-                    // again.
-                    self.tenants.invalidate(&key);
-                    return Err(err.into());
-                }
-            },
-        };
+        let layer = self.layer(&key).await?;
         layer.handle(req, extensions, next).await
     }
+}
+
+/// Hands the request to a tenant's layer, kept alive until the response (an eviction may drop
+/// it from the map meanwhile).
+async fn send_through<S: TokenSource>(
+    layer: Layer<S>,
+    req: Request,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    layer.handle(req, extensions, next).await
 }
 
 impl<P: SourceProvider> Middleware for TenantAuth<P> {
@@ -382,29 +417,31 @@ impl<P: SourceProvider> Middleware for TenantAuth<P> {
         'life2: 'async_trait,
         Self: 'async_trait,
     {
-        if !self.inner.origins.contains(req.url()) {
+        let inner = &*self.inner;
+        if !inner.origins.contains(req.url()) {
             return next.run(req, extensions);
         }
-        let key = extensions.get::<TenantKey>().cloned();
+        let key = extensions.get::<TenantKey>();
+        let cached = key.and_then(|key| inner.tenants.get(key));
         if req.headers().contains_key(AUTHORIZATION) {
             // The caller's own header, or one of a tenant's tokens sent again (by a retry
             // layer below a clone of this layer): the tenant's layer, if cached, tells which
             // and replaces an old token of its own; nothing is looked up for it.
-            return match key.and_then(|key| self.inner.cached_slot(key)) {
-                Some((key, slot)) => Box::pin(self.inner.send(key, slot, req, extensions, next)),
+            return match cached {
+                Some(layer) => Box::pin(send_through(layer, req, extensions, next)),
                 None => next.run(req, extensions),
             };
         }
-        let Some(key) = key else {
-            return Box::pin(std::future::ready(Err(
+        match (cached, key) {
+            (Some(layer), _) => Box::pin(send_through(layer, req, extensions, next)),
+            (None, Some(key)) => {
+                let key = key.clone();
+                Box::pin(inner.look_up_then_send(key, req, extensions, next))
+            }
+            (None, None) => Box::pin(std::future::ready(Err(
                 Error::NoCredential { key: None }.into()
-            )));
-        };
-        let slot = self
-            .inner
-            .tenants
-            .get_with_by_ref(&key, || Arc::new(OnceCell::new()));
-        Box::pin(self.inner.send(key, slot, req, extensions, next))
+            ))),
+        }
     }
 }
 
@@ -514,6 +551,7 @@ impl<P: SourceProvider> TenantAuthBuilder<P> {
             inner: Arc::new(Inner {
                 provider: self.provider,
                 tenants,
+                lookups: Mutex::default(),
                 max_tenants: self.max_tenants,
                 origins: Scope::from_urls(&self.origins),
                 policy: self.policy,
