@@ -633,6 +633,47 @@ async fn another_process_refreshed_so_its_stored_token_is_used() {
     );
 }
 
+/// Two processes (two layers, two caches) sharing one store with short tokens make one
+/// refresh per refresh point, not one each: a process that finds in the store a token newer
+/// than the one it holds (or holds none yet) uses it, even with less than a minute left, and
+/// sends nothing. Each refresh token is presented once.
+#[tokio::test]
+async fn processes_sharing_a_store_refresh_once_for_both_even_with_short_tokens() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 30).await;
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let a = client(middleware(&server, Arc::new(store.clone()), &clock));
+    let b = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    call(&server, &a).await; // refresh with rt-1: tok-1, 30 s
+    call(&server, &b).await; // tok-1 from the store: nothing sent
+    assert_eq!(tenant.hits().await, 1, "the second process reused the stored token");
+
+    // Past the skew point of a 30 s token (22.5 s): both need a new token.
+    clock.advance(Duration::from_secs(25));
+    call(&server, &a).await; // refresh with rt-2: tok-2
+    call(&server, &b).await; // tok-2 is newer than its tok-1: nothing sent
+    assert_eq!(tenant.hits().await, 2, "one refresh for both");
+
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1"), refresh_body("rt-2")]);
+    tenant.assert_each_refresh_token_used_once();
+    assert_eq!(
+        events(&log),
+        [
+            "save:rt-2",
+            "api:Bearer tok-1",
+            "api:Bearer tok-1",
+            "save:rt-3",
+            "api:Bearer tok-2",
+            "api:Bearer tok-2"
+        ]
+    );
+}
+
 // -------------------------------------------------------------------------------------------
 // A dead login
 // -------------------------------------------------------------------------------------------

@@ -105,9 +105,10 @@ pub struct RefreshTokenSource {
     /// and used as they are while the store fails, so a failing store does not lose a rotated
     /// refresh token. Shared with the task that sends a refresh and saves its answer.
     unsaved: Arc<Mutex<Option<StoredTokens>>>,
-    /// The access token this source handed out last. Found again in the store, it means no
-    /// one refreshed since: an expiring token is then refreshed, not re-read.
-    handed_out: Mutex<Option<SecretString>>,
+    /// The access token this source handed out last, and when it expires. Found again in
+    /// the store, it means no one refreshed since: an expiring token is then refreshed, not
+    /// re-read. A stored token that expires later is newer: another process refreshed.
+    handed_out: Mutex<Option<(SecretString, Option<SystemTime>)>>,
 }
 
 impl fmt::Debug for RefreshTokenSource {
@@ -163,18 +164,26 @@ impl RefreshTokenSource {
             .take()
     }
 
-    fn hand_out(&self, token: Token) -> Token {
+    fn hand_out(&self, token: Token, now: SystemTime) -> Token {
+        let expires_at = token.lifetime_at(now).and_then(|life| now.checked_add(life));
         let mut last = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
-        *last = Some(token.secret().clone());
+        *last = Some((token.secret().clone(), expires_at));
         drop(last);
         token
+    }
+
+    /// When the token handed out last expires: `None` if none was handed out yet,
+    /// `Some(None)` if its expiry is unknown.
+    fn handed_out_expiry(&self) -> Option<Option<SystemTime>> {
+        let last = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref().map(|(_, at)| *at)
     }
 
     /// Whether the stored access token is the one this source handed out last.
     fn stored_is_ours(&self, stored: &StoredTokens) -> bool {
         let ours = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
         match (&*ours, &stored.access_token) {
-            (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+            (Some((a, _)), Some(b)) => a.expose_secret() == b.expose_secret(),
             _ => false,
         }
     }
@@ -317,13 +326,14 @@ impl TokenSource for RefreshTokenSource {
         // Reuse a stored access token only if someone else stored it (another process, or a
         // refresh whose save failed): the one we handed out is expiring or was rejected.
         if cx.reason() != FetchReason::Rejected && !self.stored_is_ours(&stored) {
-            if let Some(token) = reusable(&stored, cx.clock().system_now())? {
+            let now = cx.clock().system_now();
+            if let Some(token) = reusable(&stored, now, self.handed_out_expiry())? {
                 tracing::debug!("using the access token another refresh stored");
-                return Ok(self.hand_out(token));
+                return Ok(self.hand_out(token, now));
             }
         }
         let token = self.refresh(&stored, cx, lock).await?;
-        Ok(self.hand_out(token))
+        Ok(self.hand_out(token, cx.clock().system_now()))
     }
 
     /// A refresh token may have been consumed by any request that reached the server, so a
@@ -364,14 +374,30 @@ impl TokenSource for RefreshTokenSource {
     }
 }
 
-/// The stored access token, if it has comfortably long left.
-fn reusable(stored: &StoredTokens, now: SystemTime) -> Result<Option<Token>, Error> {
-    match (&stored.access_token, stored.access_expires_at) {
-        (Some(token), Some(at)) if at.duration_since(now).unwrap_or_default() > REUSE_MARGIN => Ok(
-            Some(Token::bearer(token.expose_secret())?.with_expiry(crate::token::Expiry::At(at))),
-        ),
-        _ => Ok(None),
+/// The stored access token (one this source did not hand out), if it has comfortably long
+/// left, or if it is newer than the token this source holds (or holds none yet) and lives at
+/// least [`MIN_TOKEN_LIFETIME`](crate::token::MIN_TOKEN_LIFETIME) more: another process
+/// refreshed, so short-lived tokens are shared too instead of each process refreshing.
+/// `ours` is when the token handed out last expires (`None`: none handed out yet).
+fn reusable(
+    stored: &StoredTokens,
+    now: SystemTime,
+    ours: Option<Option<SystemTime>>,
+) -> Result<Option<Token>, Error> {
+    let (Some(token), Some(at)) = (&stored.access_token, stored.access_expires_at) else {
+        return Ok(None);
+    };
+    let left = at.duration_since(now).unwrap_or_default();
+    let newer = match ours {
+        None => true,
+        Some(Some(ours)) => at > ours,
+        Some(None) => false,
+    };
+    if left > REUSE_MARGIN || (newer && left >= crate::token::MIN_TOKEN_LIFETIME) {
+        let token = Token::bearer(token.expose_secret())?;
+        return Ok(Some(token.with_expiry(crate::token::Expiry::At(at))));
     }
+    Ok(None)
 }
 
 /// The refresh-token layer: an [`AuthMiddleware`] over a [`RefreshTokenSource`].
