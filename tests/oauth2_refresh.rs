@@ -651,7 +651,11 @@ async fn processes_sharing_a_store_refresh_once_for_both_even_with_short_tokens(
 
     call(&server, &a).await; // refresh with rt-1: tok-1, 30 s
     call(&server, &b).await; // tok-1 from the store: nothing sent
-    assert_eq!(tenant.hits().await, 1, "the second process reused the stored token");
+    assert_eq!(
+        tenant.hits().await,
+        1,
+        "the second process reused the stored token"
+    );
 
     // Past the skew point of a 30 s token (22.5 s): both need a new token.
     clock.advance(Duration::from_secs(25));
@@ -659,7 +663,10 @@ async fn processes_sharing_a_store_refresh_once_for_both_even_with_short_tokens(
     call(&server, &b).await; // tok-2 is newer than its tok-1: nothing sent
     assert_eq!(tenant.hits().await, 2, "one refresh for both");
 
-    assert_eq!(tenant.bodies(), [refresh_body("rt-1"), refresh_body("rt-2")]);
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-2")]
+    );
     tenant.assert_each_refresh_token_used_once();
     assert_eq!(
         events(&log),

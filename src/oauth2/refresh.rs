@@ -165,7 +165,9 @@ impl RefreshTokenSource {
     }
 
     fn hand_out(&self, token: Token, now: SystemTime) -> Token {
-        let expires_at = token.lifetime_at(now).and_then(|life| now.checked_add(life));
+        let expires_at = token
+            .lifetime_at(now)
+            .and_then(|life| now.checked_add(life));
         let mut last = self.handed_out.lock().unwrap_or_else(|p| p.into_inner());
         *last = Some((token.secret().clone(), expires_at));
         drop(last);
