@@ -177,8 +177,9 @@ fn a_rotating_refresh_token_shared_through_redis_is_never_presented_twice() {
     assert_eq!(out.failed(), 0);
     assert!(out.token_hits >= 3, "the tokens were never refreshed");
     // One refresh per refresh point for the whole fleet, not one per process (4 processes
-    // refreshing each on their own make about four times as many).
-    let bound = 1.5 * single_process_fetches(run) + 2.0;
+    // refreshing each on their own make about four times as many), plus one per process at
+    // its start: a process holding no token yet reuses only a long-lived stored one.
+    let bound = 1.5 * single_process_fetches(run) + 2.0 + 4.0;
     assert!(
         (out.token_hits as f64) <= bound,
         "{} refreshes for a fleet of 4 in {run:?}, more than {bound}",

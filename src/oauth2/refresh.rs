@@ -377,9 +377,10 @@ impl TokenSource for RefreshTokenSource {
 }
 
 /// The stored access token (one this source did not hand out), if it has comfortably long
-/// left, or if it is newer than the token this source holds (or holds none yet) and lives at
-/// least [`MIN_TOKEN_LIFETIME`](crate::token::MIN_TOKEN_LIFETIME) more: another process
-/// refreshed, so short-lived tokens are shared too instead of each process refreshing.
+/// left, or if it is newer than the token this source holds and lives at least
+/// [`MIN_TOKEN_LIFETIME`](crate::token::MIN_TOKEN_LIFETIME) more: another process refreshed,
+/// so short-lived tokens are shared too instead of each process refreshing. A source that
+/// holds no token yet (a process starting) takes only a comfortably long-lived one.
 /// `ours` is when the token handed out last expires (`None`: none handed out yet).
 fn reusable(
     stored: &StoredTokens,
@@ -391,9 +392,8 @@ fn reusable(
     };
     let left = at.duration_since(now).unwrap_or_default();
     let newer = match ours {
-        None => true,
         Some(Some(ours)) => at > ours,
-        Some(None) => false,
+        None | Some(None) => false,
     };
     if left > REUSE_MARGIN || (newer && left >= crate::token::MIN_TOKEN_LIFETIME) {
         let token = Token::bearer(token.expose_secret())?;
