@@ -26,7 +26,18 @@
 //! * `G`  a minimal bearer middleware (`benches/common`): `ArcSwap<HeaderValue>` load, header insert,
 //!   `next.run`;
 //! * `H`  a minimal static-header middleware (`benches/common`): `HeaderValue` clone, insert,
-//!   `next.run`.
+//!   `next.run`;
+//! * `P`  the peers' stack: an empty `ClientWithMiddleware` of reqwest-middleware 0.4 over
+//!   reqwest 0.12, the versions the peer crates are built for (their baseline);
+//! * `Q`  a minimal arc-swap bearer middleware like `G`, on the peers' stack (does the stack
+//!   move the floor?);
+//! * `R`  peer `reqwest-auth` 1.0 (`AuthorizationHeaderMiddleware` over a `token-source` that
+//!   hands out a cached `Bearer` value);
+//! * `S`  peer `aliri_reqwest` 0.5 (`AccessTokenMiddleware` over an `aliri_tokens` watcher of a
+//!   one-hour constant token, attaching it to the server's host).
+//!
+//! `P` to `S` run on reqwest 0.12 and reqwest-middleware 0.4, so their "ratio to B" is to `P`,
+//! the empty chain of their own stack, paired per round like the others.
 //!
 //! The crate's layers use an in-memory token source (a one-hour bearer token) and are scoped
 //! to the server's origin. The server counts the requests that carry the expected bearer
@@ -179,6 +190,8 @@ fn cpu_time() -> Duration {
 enum Client {
     Plain(reqwest::Client),
     Chain(ClientWithMiddleware),
+    /// The peers' stack: reqwest-middleware 0.4 over reqwest 0.12.
+    PeerChain(reqwest_middleware04::ClientWithMiddleware),
 }
 
 impl Client {
@@ -187,6 +200,12 @@ impl Client {
         let response = match self {
             Client::Plain(c) => c.get(url.clone()).send().await.ok(),
             Client::Chain(c) => c.get(url.clone()).send().await.ok(),
+            Client::PeerChain(c) => {
+                return match c.get(url.clone()).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => r.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
         };
         match response {
             Some(r) if r.status() == StatusCode::OK => r.bytes().await.is_ok(),
@@ -208,6 +227,109 @@ struct Variant {
     name: &'static str,
     client: Client,
     expect: Expect,
+}
+
+/// The key of the empty chain a variant's "ratio to B" is paired with: `P` for the variants on
+/// the peers' stack, `B` for the others.
+fn baseline_of(key: &str) -> &'static str {
+    match key {
+        "P" | "Q" | "R" | "S" => "P",
+        _ => "B",
+    }
+}
+
+/// The peers' variants `P` to `S`, on reqwest 0.12 and reqwest-middleware 0.4. The `aliri`
+/// watcher spawns its refresh task, so this runs on the client runtime.
+async fn peer_variants(origin: &Url) -> Vec<Variant> {
+    use reqwest_middleware04::{ClientBuilder as PeerBuilder, Middleware as PeerMiddleware};
+
+    let bearer = auth_header("Bearer", TOKEN);
+    let chain = |mw: Option<Arc<dyn PeerMiddleware>>| {
+        let builder = PeerBuilder::new(reqwest012::Client::new());
+        Client::PeerChain(match mw {
+            Some(mw) => builder.with_arc(mw).build(),
+            None => builder.build(),
+        })
+    };
+    let source: Arc<dyn token_source::TokenSource> =
+        Arc::new(CachedBearer(format!("Bearer {TOKEN}")));
+    let watcher = aliri_tokens::TokenWatcher::spawn_from_token_source(
+        aliri_tokens::sources::ConstTokenSource::new(TOKEN)
+            .with_token_valid_for(aliri_clock::DurationSecs(3600)),
+        aliri_tokens::jitter::NullJitter,
+        aliri_tokens::backoff::ErrorBackoffConfig::default(),
+    )
+    .await
+    .expect("a constant token");
+    let host = origin.host_str().expect("host").to_owned();
+    let v = |key, name, client, expect| Variant {
+        key,
+        name,
+        client,
+        expect,
+    };
+    vec![
+        v(
+            "P",
+            "peers' stack: empty chain",
+            chain(None),
+            Expect::Nothing,
+        ),
+        v(
+            "Q",
+            "peers' stack: minimal arc-swap",
+            chain(Some(Arc::new(PeerArcSwapBearer(ArcSwap::from_pointee(
+                bearer,
+            ))))),
+            Expect::Bearer,
+        ),
+        v(
+            "R",
+            "peer reqwest-auth 1.0",
+            chain(Some(Arc::new(
+                reqwest_auth::AuthorizationHeaderMiddleware::from(source),
+            ))),
+            Expect::Bearer,
+        ),
+        v(
+            "S",
+            "peer aliri_reqwest 0.5",
+            chain(Some(Arc::new(
+                aliri_reqwest::AccessTokenMiddleware::new(watcher)
+                    .with_predicate(aliri_reqwest::ExactHostMatch::new(host)),
+            ))),
+            Expect::Bearer,
+        ),
+    ]
+}
+
+/// A `token-source` for `reqwest-auth` as a caching source hands it out: a clone of the
+/// cached header value.
+#[derive(Debug)]
+struct CachedBearer(String);
+
+#[async_trait::async_trait]
+impl token_source::TokenSource for CachedBearer {
+    async fn token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The minimal arc-swap bearer layer of `benches/common`, written for reqwest-middleware 0.4.
+struct PeerArcSwapBearer(ArcSwap<http::HeaderValue>);
+
+#[async_trait::async_trait]
+impl reqwest_middleware04::Middleware for PeerArcSwapBearer {
+    async fn handle(
+        &self,
+        mut req: reqwest012::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware04::Next<'_>,
+    ) -> reqwest_middleware04::Result<reqwest012::Response> {
+        req.headers_mut()
+            .insert(AUTHORIZATION, (**self.0.load()).clone());
+        next.run(req, extensions).await
+    }
 }
 
 fn variants(origin: &Url) -> (Vec<Variant>, [TokenCache<InMemorySource>; 2]) {
@@ -449,7 +571,8 @@ fn run() -> bool {
     let origin = Url::parse(&format!("http://{addr}")).expect("origin");
     let url = origin.join(PATH).expect("url");
     let rt = runtime();
-    let (variants, caches) = variants(&origin);
+    let (mut variants, caches) = variants(&origin);
+    variants.extend(rt.block_on(peer_variants(&origin)));
     for cache in &caches {
         rt.block_on(cache.token())
             .expect("token cached before measuring");
@@ -464,7 +587,9 @@ fn run() -> bool {
             n / concurrency * concurrency
         };
         for v in &variants {
-            let warm = run_batch(&rt, &hits, v, &url, (n / 4).max(concurrency), concurrency);
+            // A multiple of the concurrency, as the batch runs `concurrency` equal loops.
+            let warm_n = (n / 4).max(concurrency) / concurrency * concurrency;
+            let warm = run_batch(&rt, &hits, v, &url, warm_n, concurrency);
             if warm.failures > 0 {
                 eprintln!("{}: {} failures during warm-up", v.key, warm.failures);
                 valid = false;
@@ -489,11 +614,18 @@ fn run() -> bool {
                 wall.elapsed()
             );
         }
-        let (a, b) = (0, 2);
+        let index = |key: &str| {
+            variants
+                .iter()
+                .position(|v| v.key == key)
+                .expect("a variant of that key")
+        };
+        let a = index("A");
         let rows: Vec<Row> = variants
             .iter()
             .enumerate()
             .map(|(i, v)| {
+                let b = index(baseline_of(v.key));
                 let ratio = |base: usize| {
                     summary(ns[i].iter().zip(&ns[base]).map(|(x, y)| x / y).collect())
                 };
