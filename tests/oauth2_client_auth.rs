@@ -339,3 +339,143 @@ async fn the_token_timeout_applies_to_a_given_client() {
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     assert_eq!(slow.calls_async().await, 2);
 }
+
+/// A client that follows redirects (`reqwest::Client::new()`) given to an `OAuthClient`, Basic
+/// and request-body authentication alike: a 3xx from the token endpoint, for the code exchange
+/// and for the refresh, is a non-transient `Error::TokenEndpoint` saying redirects are not
+/// followed. A 307/308 re-posts nothing to the redirect target; the `GET` a client makes of a
+/// 301/302/303 carries neither the secret nor the code, the verifier or the refresh token.
+#[tokio::test]
+async fn token_requests_of_a_login_and_a_refresh_never_follow_a_redirect() {
+    for code in [301u16, 302, 303, 307, 308] {
+        let server = MockServer::start_async().await;
+        let elsewhere = MockServer::start_async().await;
+        let target = elsewhere.url(TOKEN_PATH);
+        let redirect = server
+            .mock_async(move |when, then| {
+                when.method("POST").path(TOKEN_PATH);
+                then.status(code).header("location", target);
+            })
+            .await;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let stolen = elsewhere
+            .mock_async(move |when, then| {
+                when.any_request();
+                then.respond_with(move |req: &HttpMockRequest| {
+                    log.lock()
+                        .unwrap()
+                        .push((req.uri().to_string(), Seen::of(req)));
+                    common::json_response(
+                        200,
+                        r#"{"access_token":"foreign","refresh_token":"rt-foreign","token_type":"Bearer","expires_in":3600}"#,
+                    )
+                });
+            })
+            .await;
+        for client in [
+            explicit(&server).client_secret(SECRET),
+            auth0(&server).client_secret(SECRET),
+        ] {
+            let client = client.http_client(reqwest::Client::new());
+            let method = format!("{code} {:?}", client);
+            for err in [
+                log_in(&client).await.unwrap_err(),
+                refresh(client).await.unwrap_err(),
+            ] {
+                match &err {
+                    Error::TokenEndpoint {
+                        status, excerpt, ..
+                    } => {
+                        assert!(status.is_redirection(), "{method}: {status}");
+                        assert!(excerpt.contains("redirects"), "{method}: {excerpt}");
+                    }
+                    other => panic!("{method}: expected TokenEndpoint, got {other:?}"),
+                }
+                assert!(!err.is_transient(), "{method}");
+            }
+        }
+        assert_eq!(redirect.calls_async().await, 4, "{code}");
+        if code == 307 || code == 308 {
+            assert_eq!(stolen.calls_async().await, 0, "{code}: re-posted elsewhere");
+        }
+        for (uri, req) in seen.lock().unwrap().iter() {
+            assert_eq!(
+                req.header("authorization"),
+                None,
+                "{code}: Basic went along"
+            );
+            for secret in [
+                SECRET,
+                FORM_SECRET,
+                "code-4f9a2c7e",
+                REFRESH,
+                "code_verifier",
+            ] {
+                assert!(
+                    !req.body.contains(secret) && !uri.contains(secret),
+                    "{code}: {secret} went to the redirect target: {uri} {}",
+                    req.body
+                );
+            }
+        }
+    }
+}
+
+/// A raw listener that accepts connections, reads what is sent and never answers.
+async fn silent_endpoint() -> (Url, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!(
+        "http://{}{TOKEN_PATH}",
+        listener.local_addr().unwrap()
+    ))
+    .unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (url, task)
+}
+
+/// A client given without a timeout of its own, and no `timeout` set on the grant: the token
+/// request is still cut off at `DEFAULT_TOKEN_TIMEOUT` (10 s), for the code exchange, the
+/// refresh and client credentials alike; giving a client does not drop the default timeout.
+/// (Without it these requests would wait for the silent endpoint until the test's own 30 s
+/// limit.)
+#[tokio::test]
+async fn a_given_client_keeps_the_default_token_timeout() {
+    use reqwest_partner_auth::engine::DEFAULT_TOKEN_TIMEOUT;
+    let (url, listener) = silent_endpoint().await;
+    let oauth = OAuthClient::new(TokenUrl::new(url.clone()), ID)
+        .client_secret(SECRET)
+        .authorize_url(AuthorizeUrl::new(url.join("/authorize").unwrap()))
+        .redirect_uri(RedirectUrl::parse(REDIRECT).unwrap())
+        .http_client(reqwest::Client::new());
+    let cc = ClientCredentialsSource::new(TokenUrl::new(url), ID, SECRET)
+        .http_client(reqwest::Client::new());
+
+    let cx = FetchContext::new(FetchReason::Initial);
+    let started = Instant::now();
+    let all = async { tokio::join!(log_in(&oauth), refresh(oauth.clone()), cc.fetch(&cx)) };
+    let (login, refreshed, fetched) = tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("a token request outlived the default timeout");
+    let elapsed = started.elapsed();
+
+    let errors = [
+        login.map(|_| ()).unwrap_err(),
+        refreshed.unwrap_err(),
+        fetched.map(|_| ()).unwrap_err(),
+    ];
+    for err in errors {
+        match &err {
+            Error::Transport { source, .. } => assert!(source.is_timeout(), "{source:?}"),
+            other => panic!("expected Transport, got {other:?}"),
+        }
+    }
+    assert!(elapsed >= DEFAULT_TOKEN_TIMEOUT, "{elapsed:?}");
+    assert!(elapsed < DEFAULT_TOKEN_TIMEOUT * 2, "{elapsed:?}");
+    listener.abort();
+}

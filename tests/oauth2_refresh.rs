@@ -1107,6 +1107,42 @@ async fn gateway_errors_are_not_retried_with_a_refresh_token_that_may_be_used_up
     }
 }
 
+/// Only a 429 or a 503 WITH `Retry-After` says the server wants the same request again. A 429
+/// without it, or a 500, 502 or 504 even with `Retry-After` (a gateway's header says nothing
+/// about whether the server behind it consumed the token), is not resent: exactly one request,
+/// no backoff, the typed transient `Error::TokenEndpoint` with the status, the login alive.
+#[tokio::test]
+async fn only_429_and_503_with_retry_after_resend_the_refresh_token() {
+    for (status, retry_after) in [(429, None), (500, Some(2)), (502, Some(2)), (504, Some(2))] {
+        let server = MockServer::start_async().await;
+        let clock = ManualClock::new();
+        let log = Events::default();
+        let tenant = auth0(&server, 3600).await;
+        let api = api(&server, &log, &[]).await;
+        let store = RecordingStore::new(&log);
+        store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+        tenant.fail_next_with(&[status], retry_after);
+        let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+        let err = fail(&server, &client).await;
+
+        match &err {
+            Error::TokenEndpoint { status: got, .. } => assert_eq!(got.as_u16(), status),
+            other => panic!("{status}: expected TokenEndpoint, got {other:?}"),
+        }
+        assert!(err.is_transient(), "{status}");
+        assert_eq!(
+            tenant.hits().await,
+            1,
+            "{status}: the refresh token was resent"
+        );
+        assert_eq!(clock.slept(), Duration::ZERO, "{status}: retried");
+        assert_eq!(api.calls_async().await, 0);
+        assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
+        assert!(store.get().await.unwrap().dead.is_none(), "{status}");
+    }
+}
+
 /// After a failed refresh the next fetch reads the store before sending anything: another
 /// process that refreshed meanwhile (it stored `tok-9`/`rt-9`) is seen, its access token is
 /// used and nothing is sent; the next refresh sends `rt-9`, not the `rt-1` the failed one had.

@@ -92,7 +92,10 @@ const REUSE_MARGIN: Duration = Duration::from_secs(60);
 /// Interval" / "Rotation Overlap Period", `leeway` in the Management API), during which the
 /// previous refresh token is still accepted. A process restarted within the interval then
 /// refreshes with the stored token and recovers. Set it to a few seconds more than a restart
-/// takes; within it a stolen previous token is not detected as a reuse.
+/// takes; within it a stolen previous token is not detected as a reuse. One limit: a restarted
+/// process first uses a stored access token that still has more than a minute left, and
+/// refreshes only when it nears expiry, possibly after the interval has passed (a refresh
+/// ahead of expiry leaves such a token in the store).
 pub struct RefreshTokenSource {
     client: OAuthClient,
     store: Arc<dyn TokenStore>,
