@@ -274,6 +274,10 @@ impl<S: TokenSource> TokenSource for Counting<S> {
         self.started.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch(cx).await
     }
+
+    fn api_origins(&self) -> Vec<url::Url> {
+        self.inner.api_origins()
+    }
 }
 
 /// A partner that hands back its current token until it expires (a channel manager: "the
@@ -317,6 +321,65 @@ async fn a_reissued_token_is_not_fetched_again_before_it_expires() {
         3,
         "an expired re-issue is used until a 401"
     );
+}
+
+/// A partner that answers a refresh with another token that lives no longer than the one
+/// held (its expiry is that of the session, say) is not asked again before that expiry:
+/// the new token is used at once, with no further refresh, and no request waits; the first
+/// request after the expiry fetches once.
+#[tokio::test]
+async fn a_new_token_that_lives_no_longer_is_not_refreshed_before_it_expires() {
+    const EXPIRY: u64 = 600;
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let start = clock.now();
+    // The n-th answer: `tok-n`, expiring at EXPIRY s on the test's clock (later: an hour).
+    let calls = AtomicUsize::new(0);
+    let tokens = server.mock(|when, then| {
+        when.method(Method::POST).path(TOKEN_PATH);
+        let clock = clock.clone();
+        then.respond_with(move |_| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let elapsed = (clock.now() - start).as_secs();
+            let expires_in = EXPIRY
+                .checked_sub(elapsed)
+                .filter(|&s| s > 0)
+                .unwrap_or(3600);
+            common::json_response(200, &token_body(&format!("tok-{n}"), expires_in))
+        });
+    });
+    let started = Arc::new(AtomicUsize::new(0));
+    let source = Counting {
+        inner: TestSource::new(&server),
+        started: Arc::clone(&started),
+    };
+    let cache = TokenCache::builder(source)
+        .retry_policy(retries())
+        .clock(Arc::new(clock.clone()))
+        .build();
+
+    cache.token().await.unwrap();
+    let mut seen = Vec::new();
+    for step in 0..(EXPIRY / 5) {
+        let lease = cache
+            .token()
+            .now_or_never()
+            .unwrap_or_else(|| panic!("a request waited at {} s", step * 5))
+            .unwrap();
+        let value = lease.header_value().to_str().unwrap().to_owned();
+        if seen.last() != Some(&value) {
+            seen.push(value);
+        }
+        tokio::task::yield_now().await;
+        wait_for_generation(&cache, started.load(Ordering::SeqCst) as u64).await;
+        clock.advance(secs(5));
+    }
+    assert_eq!(seen, ["Bearer tok-1", "Bearer tok-2"]);
+    assert_eq!(tokens.calls_async().await, 2, "one refresh ahead of expiry");
+
+    let lease = cache.token().await.unwrap(); // EXPIRY: expired
+    assert_eq!(lease.header_value(), "Bearer tok-3");
+    assert_eq!(tokens.calls_async().await, 3, "one fetch after the expiry");
 }
 
 /// Drives `cache` over `total` of manual time in steps of `step`, with one request per step,
@@ -383,4 +446,41 @@ async fn long_lived_tokens_cost_at_most_1_1_fetches_per_lifetime() {
             "lifetime {lifetime:?}: {fetches} fetches in ten lifetimes"
         );
     }
+}
+
+/// The same through the layer, over HTTP, with default settings: 4 s tokens from a real token
+/// endpoint and a request every 250 ms for five lifetimes. Every request finds a usable token
+/// without waiting and carries the token the cache holds; the token endpoint is asked exactly
+/// once per background refresh (at half the lifetime: 2 s, 4 s, ... 20 s), never more.
+#[tokio::test]
+async fn short_lived_tokens_are_refreshed_in_the_background_through_the_layer() {
+    let server = MockServer::start_async().await;
+    let tokens = numbered_tokens(&server, 4);
+    let api = common::echo_mock(&server, |when| when.method(Method::GET).path("/api")).await;
+    let clock = ManualClock::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let source = Counting {
+        inner: TestSource::new(&server),
+        started: Arc::clone(&started),
+    };
+    let layer = reqwest_partner_auth::AuthMiddleware::builder(source)
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let cache = layer.cache().clone();
+    let client = common::client(layer);
+    cache.token().await.unwrap();
+
+    let step = Duration::from_millis(250);
+    for i in 0..=80 {
+        let waited = cache.token().now_or_never().is_none();
+        assert!(!waited, "a request waited at {:?}", step * i);
+        tokio::task::yield_now().await;
+        wait_for_generation(&cache, started.load(Ordering::SeqCst) as u64).await;
+        let expected = format!("Bearer tok-{}", cache.generation().unwrap());
+        let res = client.get(server.url("/api")).send().await.unwrap();
+        assert_eq!(res.text().await.unwrap(), expected, "at {:?}", step * i);
+        clock.advance(step);
+    }
+    assert_eq!(tokens.calls_async().await, 11);
+    assert_eq!(api.calls_async().await, 81);
 }

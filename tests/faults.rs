@@ -2,9 +2,10 @@
 //! partner can, served byte by byte from a raw local server.
 //!
 //! Hang, reset, a body one byte at a time, an oversize or endless body, 200 with garbage,
-//! 500/200 flips, 401 forever, 401 on the replay, a runtime dropped under a flight, and a
-//! caller cancelled at every await point. For each: nothing panics, loops, hangs or leaks a
-//! task; every error is typed (the variant is matched); fetch counts are exact.
+//! 500/200 flips, 401 forever, 401 on the replay, a runtime dropped under a flight, a store
+//! lock held by a frozen process, and a caller cancelled at every await point. For each:
+//! nothing panics, loops, hangs or leaks a task; every error is typed (the variant is
+//! matched); fetch counts are exact.
 //!
 //! Every test body runs under a hard real-time limit ([`LIMIT`]) so a hang fails the test
 //! instead of blocking CI. Expiry moves with a `ManualClock`; tokio's clock is never paused
@@ -20,6 +21,9 @@ mod api;
 mod cancellation;
 #[path = "faults/runtimes.rs"]
 mod runtimes;
+#[cfg(all(feature = "file-store", feature = "oauth2"))]
+#[path = "faults/store_lock.rs"]
+mod store_lock;
 #[path = "faults/token_endpoint.rs"]
 mod token_endpoint;
 

@@ -492,6 +492,55 @@ async fn a_401_from_a_foreign_origin_after_a_redirect_is_not_a_rejection() {
     assert_eq!(elsewhere.calls_async().await, 5);
 }
 
+/// The same for requests that are not replayed (`NoReplay`, a layer built `without_replay`):
+/// a 401 from a foreign origin reached through a redirect does not drop the token, so the
+/// next request fetches nothing either.
+#[tokio::test]
+async fn a_foreign_401_does_not_drop_the_token_of_an_unreplayed_request() {
+    let server = MockServer::start_async().await;
+    let foreign = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let redirect = server
+        .mock_async(|when, then| {
+            when.method(Method::GET).path(API_PATH);
+            then.status(302)
+                .header("location", foreign.url("/elsewhere"));
+        })
+        .await;
+    let elsewhere = foreign
+        .mock_async(|when, then| {
+            when.method(Method::GET).path("/elsewhere");
+            then.status(401);
+        })
+        .await;
+    let no_replay = client(middleware(&server, &clock));
+    let without_replay = client(middleware(&server, &clock).without_replay());
+
+    for _ in 0..3 {
+        let res = no_replay
+            .get(server.url(API_PATH))
+            .with_extension(NoReplay)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        let res = without_replay
+            .get(server.url(API_PATH))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+    }
+    assert_eq!(
+        token.calls_async().await,
+        2,
+        "one token per layer, never dropped"
+    );
+    assert_eq!(redirect.calls_async().await, 6);
+    assert_eq!(elsewhere.calls_async().await, 6);
+}
+
 /// A request without a body is replayed with the same method, query, headers and HTTP version
 /// and exactly one (new) `Authorization` header.
 #[tokio::test]

@@ -103,7 +103,9 @@ async fn fetch_deadline_bounds_a_hanging_token_endpoint() {
 }
 
 /// A token endpoint that hangs while the current token is still valid (inside the skew
-/// window): past the fetch deadline the request goes out with the current token.
+/// window): past the fetch deadline the request goes out with the current token. The token
+/// request's own timeout (a minute) is far beyond the test's limit: only the deadline ends
+/// the wait.
 #[tokio::test]
 async fn fetch_deadline_serves_the_valid_token_while_the_endpoint_hangs() {
     within(async {
@@ -119,7 +121,8 @@ async fn fetch_deadline_serves_the_valid_token_while_the_endpoint_hangs() {
         )
         .await;
         let clock = ManualClock::new();
-        let mw = middleware(&server, &clock)
+        let patient = source(&server).timeout(secs(60));
+        let mw = on_clock(AuthMiddleware::builder(patient), &clock)
             .refresh_ahead(0.0)
             .retry_policy(RetryPolicy::none())
             .fetch_deadline(Duration::from_millis(200));
