@@ -363,7 +363,17 @@ async fn login_and_refresh(client: OAuthClient) -> (StoredTokens, StoredTokens) 
         .await
         .expect("the refresh is accepted");
     assert_eq!(store.saves(), 1);
-    (tokens, store.get(KEY).await)
+    assert_eq!(
+        store.marks(),
+        1,
+        "the refresh was marked before it was sent"
+    );
+    let saved = store.get(KEY).await;
+    assert!(
+        saved.refresh_started_at.is_none(),
+        "the save clears the mark"
+    );
+    (tokens, saved)
 }
 
 /// A client registered for `client_secret_basic` (the server refuses any other method):

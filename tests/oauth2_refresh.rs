@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +20,7 @@ use reqwest_partner_auth::oauth2::{
     OAuthClient, RedirectUrl, RefreshTokenAuth, RefreshTokenSource,
 };
 use reqwest_partner_auth::store::{DeadLogin, MemoryStore, StoreLock, StoredTokens, TokenStore};
-use reqwest_partner_auth::{async_trait, Clock, Error};
+use reqwest_partner_auth::{async_trait, Clock, Error, TokenCache};
 use secrecy::{ExposeSecret as _, SecretString};
 
 const CLIENT_ID: &str = "pentaleap-client";
@@ -255,12 +255,18 @@ async fn api<'a>(server: &'a MockServer, events: &Events, rejected: &[&str]) -> 
 }
 
 /// A [`MemoryStore`] that logs each save (with the refresh token saved) to the shared event
-/// log, and fails the next `fail_saves` saves.
+/// log, and fails the next `fail_saves` saves of tokens. The mark a refresh saves before it is
+/// sent (`StoredTokens::refresh_started_at`) is not one of them: it is saved (and logged as
+/// `mark:<refresh token>` only with `log_marks`), and fails only with `fail_marks` while
+/// `fail_saves` is above 0 (a store that fails altogether), so a test that fails "the save"
+/// fails the save of what the server answered.
 #[derive(Clone)]
 struct RecordingStore {
     inner: MemoryStore,
     events: Events,
     fail_saves: Arc<AtomicUsize>,
+    fail_marks: Arc<AtomicBool>,
+    log_marks: Arc<AtomicBool>,
 }
 
 impl RecordingStore {
@@ -269,6 +275,8 @@ impl RecordingStore {
             inner: MemoryStore::new(),
             events: Arc::clone(events),
             fail_saves: Arc::new(AtomicUsize::new(0)),
+            fail_marks: Arc::new(AtomicBool::new(false)),
+            log_marks: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -295,6 +303,23 @@ impl TokenStore for RecordingStore {
     }
 
     async fn save(&self, key: &str, tokens: &StoredTokens) -> Result<(), Error> {
+        let rt = tokens
+            .refresh_token
+            .as_ref()
+            .map_or("none".to_owned(), |r| r.expose_secret().to_owned());
+        if tokens.refresh_started_at.is_some() {
+            if self.fail_marks.load(Ordering::SeqCst) && self.fail_saves.load(Ordering::SeqCst) > 0
+            {
+                return Err(Error::Store(StoreError::new(
+                    StoreErrorKind::Io,
+                    "disk full",
+                )));
+            }
+            if self.log_marks.load(Ordering::SeqCst) {
+                self.events.lock().unwrap().push(format!("mark:{rt}"));
+            }
+            return self.inner.save(key, tokens).await;
+        }
         let fail = self
             .fail_saves
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -306,10 +331,6 @@ impl TokenStore for RecordingStore {
                 "disk full",
             )));
         }
-        let rt = tokens
-            .refresh_token
-            .as_ref()
-            .map_or("none".to_owned(), |r| r.expose_secret().to_owned());
         self.events.lock().unwrap().push(format!("save:{rt}"));
         self.inner.save(key, tokens).await
     }
@@ -967,6 +988,7 @@ async fn while_the_store_fails_the_rotated_token_in_memory_is_used() {
     let store = RecordingStore::new(&log);
     store.put(login(&clock, "rt-1", Duration::ZERO)).await;
     store.fail_saves.store(3, Ordering::SeqCst);
+    store.fail_marks.store(true, Ordering::SeqCst);
     let client = client(middleware(&server, Arc::new(store.clone()), &clock));
 
     assert_eq!(call(&server, &client).await, 200);
@@ -1440,6 +1462,99 @@ async fn a_crash_before_the_save_without_a_reuse_interval_loses_the_login() {
     assert_eq!(tenant.hits().await, 2);
     assert_eq!(tenant.state.lock().unwrap().valid, None, "login revoked");
     assert!(store.get().await.unwrap().dead.is_some());
+}
+
+/// Before a refresh token is sent, the store is told (`StoredTokens::refresh_started_at`, with
+/// the refresh token it is about to send); the save of the answer clears the mark. So a
+/// process that dies in between leaves a store that says so.
+#[tokio::test]
+async fn a_refresh_is_marked_in_the_store_before_it_is_sent_and_its_save_clears_the_mark() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    tenant.log_to(&log);
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    store.log_marks.store(true, Ordering::SeqCst);
+    store.put(login(&clock, "rt-1", Duration::ZERO)).await;
+    let client = client(middleware(&server, Arc::new(store.clone()), &clock));
+
+    assert_eq!(call(&server, &client).await, 200);
+
+    assert_eq!(
+        events(&log),
+        [
+            "mark:rt-1",
+            "token endpoint answered",
+            "save:rt-2",
+            "api:Bearer tok-1"
+        ]
+    );
+    let stored = store.get().await.unwrap();
+    assert!(stored.refresh_started_at.is_none(), "{stored:?}");
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-2"));
+}
+
+/// A crash during a refresh made while the stored access token still had long to live (a
+/// refresh ahead of expiry, or after a rejection): the store keeps that access token beside
+/// the refresh token the server has just consumed. A restarted process must not settle for the
+/// stored access token and refresh only when it nears expiry (long after the server's reuse
+/// interval): the refresh left a mark in the store before it was sent, so the restarted
+/// process refreshes at once, within the interval, and recovers.
+#[tokio::test]
+async fn a_crash_during_a_refresh_ahead_of_expiry_is_recovered_at_the_restart() {
+    let server = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let log = Events::default();
+    let tenant = auth0(&server, 3600).await;
+    tenant.reuse_interval(Duration::from_secs(30), &clock);
+    let _api = api(&server, &log, &[]).await;
+    let store = RecordingStore::new(&log);
+    let now = clock.system_now();
+    store
+        .put(
+            StoredTokens::from_refresh_token("rt-1", now)
+                .with_access_token("tok-0", now + Duration::from_secs(3600)),
+        )
+        .await;
+
+    // The process that crashes: it uses the stored token, refreshes before it expires, and
+    // dies before the rotated refresh token is saved.
+    let source = |store: &RecordingStore| {
+        let client = OAuthClient::auth0(&server.base_url(), CLIENT_ID).unwrap();
+        RefreshTokenSource::new(client, Arc::new(store.clone()), KEY).add_origin(&base(&server))
+    };
+    let crashed = TokenCache::builder(source(&store))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let first = crashed.token().await.unwrap();
+    assert_eq!(
+        tenant.hits().await,
+        0,
+        "the stored access token is used first"
+    );
+    crashed.invalidate(first.generation());
+    store.fail_saves.store(1, Ordering::SeqCst);
+    crashed.token().await.unwrap();
+    drop(crashed);
+    assert_eq!(tenant.bodies(), [refresh_body("rt-1")]);
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-1"));
+
+    // Restarted 5 s later, within the reuse interval; the stored access token has almost an
+    // hour left.
+    clock.advance(Duration::from_secs(5));
+    let restarted = client(middleware(&server, Arc::new(store.clone()), &clock));
+    assert_eq!(call(&server, &restarted).await, 200);
+
+    assert_eq!(
+        tenant.bodies(),
+        [refresh_body("rt-1"), refresh_body("rt-1")],
+        "the restarted process refreshes at once with the stored refresh token"
+    );
+    assert_eq!(store.refresh_token().await.as_deref(), Some("rt-3"));
+    assert!(store.get().await.unwrap().refresh_started_at.is_none());
+    assert_eq!(tenant.state.lock().unwrap().valid.as_deref(), Some("rt-3"));
 }
 
 // -------------------------------------------------------------------------------------------

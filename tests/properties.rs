@@ -354,21 +354,25 @@ fn stored_time() -> impl Strategy<Value = SystemTime> {
         .prop_map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
-/// Any `StoredTokens` the format can hold (no dead-login mark).
+/// Any `StoredTokens` the format can hold (no dead-login mark), with or without a refresh
+/// marked as sent.
 fn stored_tokens() -> impl Strategy<Value = StoredTokens> {
     (
         proptest::option::of(any::<String>()),
         proptest::option::of(stored_time()),
         proptest::option::of(any::<String>()),
         stored_time(),
+        proptest::option::of(stored_time()),
     )
-        .prop_map(|(access, expires, refresh, authorized)| {
-            StoredTokens::new(
+        .prop_map(|(access, expires, refresh, authorized, started)| {
+            let mut tokens = StoredTokens::new(
                 access.map(SecretString::from),
                 expires,
                 refresh.map(SecretString::from),
                 authorized,
-            )
+            );
+            tokens.refresh_started_at = started;
+            tokens
         })
 }
 
@@ -385,6 +389,7 @@ fn assert_same(loaded: &StoredTokens, saved: &StoredTokens) -> Result<(), TestCa
     );
     prop_assert_eq!(loaded.authorized_at, saved.authorized_at);
     prop_assert_eq!(&loaded.dead, &saved.dead);
+    prop_assert_eq!(loaded.refresh_started_at, saved.refresh_started_at);
     Ok(())
 }
 

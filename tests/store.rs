@@ -54,6 +54,10 @@ fn assert_same(got: &StoredTokens, want: &StoredTokens) {
     assert_eq!(got.access_expires_at, want.access_expires_at);
     assert_eq!(exposed(&got.refresh_token), exposed(&want.refresh_token));
     assert_eq!(got.authorized_at, want.authorized_at);
+    // A file keeps whole seconds: the dead mark's time is checked where it matters.
+    let reason = |t: &StoredTokens| t.dead.as_ref().map(|d| d.reason.clone());
+    assert_eq!(reason(got), reason(want));
+    assert_eq!(got.refresh_started_at, want.refresh_started_at);
 }
 
 fn assert_no_secret(text: &str) {
@@ -97,6 +101,12 @@ async fn round_trip(store: impl TokenStore) {
     store.save("b", &empty).await.unwrap();
     assert_same(&store.load("a").await.unwrap().unwrap(), &full_tokens());
     assert_same(&store.load("b").await.unwrap().unwrap(), &empty);
+
+    // A refresh sent and not answered yet is marked, and the mark kept.
+    let mut marked = full_tokens();
+    marked.refresh_started_at = Some(at(1_800_000_000));
+    store.save("a", &marked).await.unwrap();
+    assert_same(&store.load("a").await.unwrap().unwrap(), &marked);
 
     let rotated = StoredTokens::new(None, None, Some(SecretString::from("next")), at(5));
     store.save("a", &rotated).await.unwrap();
@@ -342,7 +352,7 @@ fn entry_with(field: &str, value: &str) -> Vec<u8> {
 #[cfg(feature = "file-store")]
 #[tokio::test]
 async fn time_too_large_for_system_time_is_corrupt_not_a_panic() {
-    for field in ["authorized_at", "access_expires_at"] {
+    for field in ["authorized_at", "access_expires_at", "refresh_started_at"] {
         for value in ["9223372036854775808", "18446744073709551615"] {
             let message = load_error_for(&entry_with(field, value)).await;
             assert!(message.contains(field), "{message}");

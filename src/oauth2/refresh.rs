@@ -92,10 +92,13 @@ const REUSE_MARGIN: Duration = Duration::from_secs(60);
 /// Interval" / "Rotation Overlap Period", `leeway` in the Management API), during which the
 /// previous refresh token is still accepted. A process restarted within the interval then
 /// refreshes with the stored token and recovers. Set it to a few seconds more than a restart
-/// takes; within it a stolen previous token is not detected as a reuse. One limit: a restarted
-/// process first uses a stored access token that still has more than a minute left, and
-/// refreshes only when it nears expiry, possibly after the interval has passed (a refresh
-/// ahead of expiry leaves such a token in the store).
+/// takes; within it a stolen previous token is not detected as a reuse. So that the restarted
+/// process refreshes at once, even when the store still holds an access token with long to
+/// live (a refresh ahead of expiry, or after a rejection), every refresh first marks the login
+/// in the store ([`StoredTokens::refresh_started_at`]) and the save of the answer clears the
+/// mark: a process that finds the mark refreshes before using the stored access token. That
+/// costs one store write per refresh; a store that cannot take the mark does not stop the
+/// refresh.
 pub struct RefreshTokenSource {
     client: OAuthClient,
     store: Arc<dyn TokenStore>,
@@ -251,6 +254,16 @@ impl RefreshTokenSource {
         // A leased lock (Redis) must outlive the request, or another process could refresh
         // with the same token once the lease ran out.
         lock.ensure_held_for(crate::cache::DEFAULT_FETCH_DEADLINE)?;
+        // Mark the login as being refreshed before the refresh token is sent: if this process
+        // dies before the answer is saved, the next one finds the mark and refreshes at once
+        // (within the server's reuse interval) instead of using the stored access token for
+        // the rest of its life. The answer's save clears it. A mark that cannot be saved only
+        // loses that head start: the refresh goes ahead.
+        let mut marked = stored.clone();
+        marked.refresh_started_at = Some(now);
+        if let Err(err) = self.store.save(&self.key, &marked).await {
+            tracing::warn!(error = %err, "could not mark the login as being refreshed");
+        }
         let request = self.client.token_request("refresh_token", params);
         let errors = ErrorShape::oauth2().reauthorize_codes(&["invalid_grant"]);
         tracing::debug!("refreshing the access token with the stored refresh token");
@@ -279,6 +292,7 @@ impl RefreshTokenSource {
                     // Not kept in memory if the store fails: a dead token sent again costs a
                     // request, while a mark saved later could overwrite a new login.
                     let mut dead = stored;
+                    dead.refresh_started_at = None;
                     dead.dead = Some(DeadLogin::new(cx.clock().system_now(), message.clone()));
                     if let Err(err) = store.save(&key, &dead).await {
                         tracing::warn!(error = %err, "could not mark the dead login in the store");
@@ -329,8 +343,14 @@ impl TokenSource for RefreshTokenSource {
             });
         }
         // Reuse a stored access token only if someone else stored it (another process, or a
-        // refresh whose save failed): the one we handed out is expiring or was rejected.
-        if cx.reason() != FetchReason::Rejected && !self.stored_is_ours(&stored) {
+        // refresh whose save failed): the one we handed out is expiring or was rejected. Not
+        // while a refresh is marked as sent and unanswered: its sender died or failed, and the
+        // stored refresh token may be consumed already; refreshing now is the only chance
+        // the server's reuse interval gives to recover it.
+        if cx.reason() != FetchReason::Rejected
+            && !self.stored_is_ours(&stored)
+            && stored.refresh_started_at.is_none()
+        {
             let now = cx.clock().system_now();
             if let Some(token) = reusable(&stored, now, self.handed_out_expiry())? {
                 tracing::debug!("using the access token another refresh stored");

@@ -60,8 +60,10 @@ const VERSION: u64 = 1;
 /// All keys live in one file, `{"version":1,"entries":{"<key>":{"access_token":..,
 /// "access_expires_at":<unix seconds or null>,"refresh_token":..,"authorized_at":<unix
 /// seconds>}}}`. A login the authorization server declared dead keeps its entry, with
-/// `"dead":{"at":<unix seconds>,"reason":".."}` added ([`StoredTokens::dead`]); the field
-/// is absent otherwise, so files written before it existed load unchanged. Tokens are
+/// `"dead":{"at":<unix seconds>,"reason":".."}` added ([`StoredTokens::dead`]), and a refresh
+/// sent but not answered yet adds `"refresh_started_at":<unix seconds>`
+/// ([`StoredTokens::refresh_started_at`]); these fields are absent otherwise, so files
+/// written before they existed load unchanged. Tokens are
 /// written in clear (that is the file's purpose), so the file is created with mode `0600`
 /// on unix; times keep whole seconds (rounded down).
 ///
@@ -116,7 +118,9 @@ const VERSION: u64 = 1;
 /// window, only keep it short: the crate saves the new token before it uses or returns
 /// anything. The remedy is on the server: let a refresh token stay valid for a short
 /// interval after its first use (Auth0: the refresh-token rotation "reuse interval", a few
-/// seconds), so the token still in the store works once more after such a crash.
+/// seconds), so the token still in the store works once more after such a crash. A refresh
+/// marks the login in the file before it is sent ([`StoredTokens::refresh_started_at`]), so
+/// the restarted process knows to refresh at once, within that interval.
 #[derive(Clone)]
 pub struct FileStore {
     path: PathBuf,
@@ -467,6 +471,9 @@ struct Entry {
     /// Absent in files written before dead-login marks existed, and for a live login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dead: Option<DeadEntry>,
+    /// Absent unless a refresh was sent and its answer not saved yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_started_at: Option<u64>,
 }
 
 /// A [`DeadLogin`] as stored.
@@ -493,6 +500,7 @@ impl Entry {
                     })
                 })
                 .transpose()?,
+            refresh_started_at: tokens.refresh_started_at.map(unix_seconds).transpose()?,
         })
     }
 
@@ -504,6 +512,9 @@ impl Entry {
         system_time(path, "authorized_at", self.authorized_at)?;
         if let Some(dead) = &self.dead {
             system_time(path, "dead.at", dead.at)?;
+        }
+        if let Some(secs) = self.refresh_started_at {
+            system_time(path, "refresh_started_at", secs)?;
         }
         Ok(())
     }
@@ -522,6 +533,10 @@ impl Entry {
             let at = system_time(path, "dead.at", dead.at)?;
             tokens.dead = Some(DeadLogin::new(at, dead.reason));
         }
+        tokens.refresh_started_at = self
+            .refresh_started_at
+            .map(|secs| system_time(path, "refresh_started_at", secs))
+            .transpose()?;
         Ok(tokens)
     }
 }

@@ -45,6 +45,14 @@ pub struct StoredTokens {
     /// deleted, so a person can see what happened; nothing is sent with it until a new
     /// login replaces it.
     pub dead: Option<DeadLogin>,
+    /// Set when a refresh was sent with `refresh_token` and its answer not saved yet: when
+    /// it was sent. [`RefreshTokenSource`](crate::oauth2::RefreshTokenSource) saves it before
+    /// sending, and the save of the answer clears it. Found by a process that is not
+    /// refreshing, it means the process that was died (or its refresh failed) and the server
+    /// may already have consumed the stored refresh token: the login is then refreshed at
+    /// once, within the server's reuse interval, instead of after the stored access token's
+    /// remaining life.
+    pub refresh_started_at: Option<SystemTime>,
 }
 
 /// When and why a stored login stopped working.
@@ -118,6 +126,7 @@ impl StoredTokens {
             refresh_token,
             authorized_at,
             dead: None,
+            refresh_started_at: None,
         }
     }
 }
@@ -136,6 +145,7 @@ impl fmt::Debug for StoredTokens {
             )
             .field("authorized_at", &self.authorized_at)
             .field("dead", &self.dead)
+            .field("refresh_started_at", &self.refresh_started_at)
             .finish()
     }
 }

@@ -65,7 +65,8 @@ const VERSION: u64 = 1;
 /// A credential key `k` lives under `<prefix><hex sha256(k)>`, its lock under
 /// `<prefix><hex sha256(k)>:lock`: no credential name, let alone a secret, appears in a
 /// Redis key. The value is JSON: `{"version":1,"access_token":..,"access_expires_at_ms":..,
-/// "refresh_token":..,"authorized_at_ms":..,"dead":..}`, times in milliseconds since 1970.
+/// "refresh_token":..,"authorized_at_ms":..,"dead":..,"refresh_started_at_ms":..}` (the last
+/// two only when set), times in milliseconds since 1970.
 /// Tokens are stored in clear (that is the store's purpose): protect the server (ACLs, TLS
 /// through a `rediss://` URL with the `redis` crate's TLS features, a private network).
 ///
@@ -261,6 +262,8 @@ struct Entry {
     authorized_at_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dead: Option<DeadEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_started_at_ms: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -305,6 +308,7 @@ fn encode(tokens: &StoredTokens) -> Result<String, Error> {
             }),
             None => None,
         },
+        refresh_started_at_ms: tokens.refresh_started_at.map(to_ms).transpose()?,
     };
     serde_json::to_string(&entry)
         .map_err(|_| StoreError::new(StoreErrorKind::Other, "could not encode the tokens").into())
@@ -331,6 +335,7 @@ fn decode(raw: &[u8]) -> Result<StoredTokens, Error> {
     tokens.dead = entry
         .dead
         .map(|d| DeadLogin::new(from_ms(d.at_ms), d.reason));
+    tokens.refresh_started_at = entry.refresh_started_at_ms.map(from_ms);
     Ok(tokens)
 }
 
@@ -432,7 +437,7 @@ mod tests {
     }
 
     #[test]
-    fn values_round_trip_with_their_expiry_and_dead_mark() {
+    fn values_round_trip_with_their_expiry_dead_mark_and_refresh_mark() {
         let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
         let mut tokens = StoredTokens::new(
             Some(SecretString::from("acc")),
@@ -441,7 +446,9 @@ mod tests {
             at,
         );
         tokens.dead = Some(DeadLogin::new(at, "revoked"));
+        tokens.refresh_started_at = Some(at + Duration::from_millis(7));
         let back = decode(encode(&tokens).unwrap().as_bytes()).unwrap();
+        assert_eq!(back.refresh_started_at, Some(at + Duration::from_millis(7)));
         assert_eq!(back.access_token.unwrap().expose_secret(), "acc");
         assert_eq!(back.access_expires_at, Some(at + Duration::from_secs(2)));
         assert_eq!(back.refresh_token.unwrap().expose_secret(), "ref");
