@@ -2,7 +2,7 @@
 //! the layers a user could write instead.
 //!
 //! ```sh
-//! taskset -c 0 cargo bench --bench load               # one process run, ~1.5 minutes
+//! taskset -c 0 cargo bench --bench load               # one process run, ~2.5 minutes
 //! LOAD_RUNS=3 taskset -c 0 cargo bench --bench load   # 3 process runs and their medians
 //! ```
 //!

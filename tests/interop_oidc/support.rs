@@ -244,7 +244,7 @@ impl OidcServer {
     ) -> Result<Self, String> {
         let mut child = Command::new("node")
             .arg(dir.join("server.mjs"))
-            .current_dir(&dir)
+            .current_dir(dir)
             .env("PORT", "0")
             .env("ACCESS_TOKEN_TTL", ttl_secs.to_string())
             .env_remove("REDIRECT_URI")
