@@ -459,15 +459,11 @@ async fn token_cache_reject_reports_the_cooldown() {
     assert_eq!(token.calls_async().await, 2);
 }
 
-/// Only a rejection by an origin in scope counts: the API redirects (through the caller's own
-/// client, which follows redirects) to another origin that answers 401. That 401 says nothing
-/// about our token: no refetch, no replay, the token stays.
-#[tokio::test]
-async fn a_401_from_a_foreign_origin_after_a_redirect_is_not_a_rejection() {
-    let server = MockServer::start_async().await;
-    let foreign = MockServer::start_async().await;
-    let clock = ManualClock::new();
-    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+/// The API on `server` redirects to `foreign`, which answers 401; the two mocks.
+async fn redirect_to_a_foreign_401<'a>(
+    server: &'a MockServer,
+    foreign: &'a MockServer,
+) -> (httpmock::Mock<'a>, httpmock::Mock<'a>) {
     let redirect = server
         .mock_async(|when, then| {
             when.method(Method::GET).path(API_PATH);
@@ -481,6 +477,19 @@ async fn a_401_from_a_foreign_origin_after_a_redirect_is_not_a_rejection() {
             then.status(401);
         })
         .await;
+    (redirect, elsewhere)
+}
+
+/// Only a rejection by an origin in scope counts: the API redirects (through the caller's own
+/// client, which follows redirects) to another origin that answers 401. That 401 says nothing
+/// about our token: no refetch, no replay, the token stays.
+#[tokio::test]
+async fn a_401_from_a_foreign_origin_after_a_redirect_is_not_a_rejection() {
+    let server = MockServer::start_async().await;
+    let foreign = MockServer::start_async().await;
+    let clock = ManualClock::new();
+    let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
+    let (redirect, elsewhere) = redirect_to_a_foreign_401(&server, &foreign).await;
     let client = client(middleware(&server, &clock));
 
     for _ in 0..5 {
@@ -501,19 +510,7 @@ async fn a_foreign_401_does_not_drop_the_token_of_an_unreplayed_request() {
     let foreign = MockServer::start_async().await;
     let clock = ManualClock::new();
     let token = numbered_token_mock(&server, HOUR, Duration::ZERO).await;
-    let redirect = server
-        .mock_async(|when, then| {
-            when.method(Method::GET).path(API_PATH);
-            then.status(302)
-                .header("location", foreign.url("/elsewhere"));
-        })
-        .await;
-    let elsewhere = foreign
-        .mock_async(|when, then| {
-            when.method(Method::GET).path("/elsewhere");
-            then.status(401);
-        })
-        .await;
+    let (redirect, elsewhere) = redirect_to_a_foreign_401(&server, &foreign).await;
     let no_replay = client(middleware(&server, &clock));
     let without_replay = client(middleware(&server, &clock).without_replay());
 
