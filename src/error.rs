@@ -475,12 +475,19 @@ impl Error {
     }
 
     /// `true` when trying again later may succeed: transport errors, 5xx, 429 and 408, a fetch
-    /// that ran past its deadline or was cancelled.
+    /// that ran past its deadline or was cancelled, a store whose lock another process held
+    /// past the wait ([`StoreErrorKind::LockTimeout`]) or whose server cannot be reached
+    /// ([`StoreErrorKind::Unavailable`]).
     ///
-    /// Credential rejections, dead refresh tokens and malformed responses are not transient.
+    /// Credential rejections, dead refresh tokens, malformed responses and a store that is
+    /// corrupt, insecure or refused are not transient.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::FetchTimeout { .. } | Error::FetchCancelled => true,
+            Error::Store(e) => matches!(
+                e.kind(),
+                StoreErrorKind::LockTimeout | StoreErrorKind::Unavailable
+            ),
             Error::TokenEndpoint { status, .. } => {
                 status.is_server_error()
                     || *status == StatusCode::TOO_MANY_REQUESTS
@@ -629,5 +636,24 @@ mod tests {
             std::io::Error::from(std::io::ErrorKind::StorageFull),
         );
         assert_eq!(full.kind(), StoreErrorKind::Io);
+    }
+
+    /// A store lock another process holds past the wait, or a store server that cannot be
+    /// reached, may well work a moment later; a corrupt, insecure or forbidden store will not.
+    #[test]
+    fn a_busy_or_unreachable_store_is_transient_a_broken_one_is_not() {
+        let store = |kind| Error::Store(StoreError::new(kind, "store"));
+        assert!(store(StoreErrorKind::LockTimeout).is_transient());
+        assert!(store(StoreErrorKind::Unavailable).is_transient());
+        for kind in [
+            StoreErrorKind::Io,
+            StoreErrorKind::PermissionDenied,
+            StoreErrorKind::Corrupt,
+            StoreErrorKind::Insecure,
+            StoreErrorKind::Unsupported,
+            StoreErrorKind::Other,
+        ] {
+            assert!(!store(kind).is_transient(), "{kind:?}");
+        }
     }
 }
